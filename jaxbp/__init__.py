@@ -1,0 +1,19 @@
+"""jaxbp: multilayer perceptrons trained with hand-written, jitted backpropagation in JAX."""
+
+from jaxbp import optim, per_sample
+from jaxbp.backprop import Cache, backward, forward
+from jaxbp.model import MLP, init
+from jaxbp.step import train_step, train_step_jit
+
+__all__ = [
+    "MLP",
+    "Cache",
+    "backward",
+    "forward",
+    "init",
+    "optim",
+    "per_sample",
+    "train_step",
+    "train_step_jit",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,72 @@
+"""Activation functions g and their derivatives g′, as lookup tables.
+
+Every derivative takes both `Z` and `A = g(Z)`, so it can reuse whichever is
+cheaper (σ′ = A(1 − A) needs no second exp). All are elementwise except the
+softmax output, whose Jacobian is handled in `backprop.py`.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erf
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+LEAKY_SLOPE = 0.01
+
+
+def _gelu(Z):
+    return 0.5 * Z * (1.0 + erf(Z * _INV_SQRT2))  # exact erf form, as torch.nn.GELU()
+
+
+def _gelu_prime(Z, A):
+    Phi = 0.5 * (1.0 + erf(Z * _INV_SQRT2))  # Φ(z), the normal CDF
+    phi = _INV_SQRT2PI * jnp.exp(-0.5 * Z * Z)  # φ(z), the normal density
+    return Phi + Z * phi
+
+
+def _one(Z, A):
+    return jnp.ones_like(Z)
+
+
+# name -> g(Z). Hidden layers may use any of these.
+ACTIVATIONS = {
+    "relu": lambda Z: jnp.maximum(Z, 0),
+    "leaky_relu": lambda Z: jnp.where(Z > 0, Z, LEAKY_SLOPE * Z),
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": _gelu,
+    "softplus": lambda Z: jnp.logaddexp(Z, 0.0),
+    "identity": lambda Z: Z,
+}
+
+# name -> g′(Z, A). The kinks follow PyTorch and JAX's own rules:
+# relu′(0) = 0 and leaky_relu′(0) = 0.01 (the left-hand slope).
+DERIVATIVES = {
+    "relu": lambda Z, A: (Z > 0).astype(Z.dtype),
+    "leaky_relu": lambda Z, A: jnp.where(Z > 0, 1.0, LEAKY_SLOPE).astype(Z.dtype),
+    "tanh": lambda Z, A: 1.0 - A * A,
+    "sigmoid": lambda Z, A: A * (1.0 - A),
+    "gelu": _gelu_prime,
+    "softplus": lambda Z, A: jax.nn.sigmoid(Z),
+    "identity": _one,
+}
+
+HIDDEN = tuple(ACTIVATIONS)
+
+
+def _softmax(Z):
+    # Softmax down each column (the class axis is axis 0 in the column-major layout).
+    return jax.nn.softmax(Z, axis=0)
+
+
+# Output activations. softmax is not elementwise: its g′ is a Jacobian, applied in backprop.py.
+OUTPUTS = {
+    "sigmoid": jax.nn.sigmoid,
+    "softmax": _softmax,
+    "identity": lambda Z: Z,
+}
+
+# Families that take He initialisation by default; every other activation takes Glorot.
+RELU_FAMILY = frozenset({"relu", "leaky_relu"})

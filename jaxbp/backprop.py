@@ -1,0 +1,118 @@
+"""The forward and backward passes, written by hand from the column-major batch equations.
+
+One example per column: A^0 = X has shape (n_0, m). For l = 1..L:
+    Z^l = W^l A^{l-1} + b^l                      forward
+    A^l = g(Z^l)
+    Δ^L = A^L − Y                                for the natural output/loss pairs
+    Δ^l = W^{l+1}ᵀ Δ^{l+1} ⊙ g′(Z^l)              backward
+    dW^l = (1/m) Δ^l A^{l-1}ᵀ,  db^l = (1/m) Δ^l 1
+
+The 1/m of the mean cost is folded into Δ^L once (an (n_L, m) scaling) instead of into every
+dW^l and db^l; the Δ^l below therefore carry it, and dW^l = Δ^l A^{l-1}ᵀ needs no further scale.
+`_forward` and `_backward` are pure and unchecked; `forward` and `backward` check their
+arguments outside `jit` and then call the jitted versions.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxbp import validate
+from jaxbp.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
+from jaxbp.losses import LOSS_GRADIENTS, cost
+
+
+class Cache(NamedTuple):
+    """What the backward pass needs from the forward pass, indexed by layer as in the seeds."""
+
+    A: tuple  # (A^0 = X, A^1, ..., A^L), A^l of shape (n_l, m)
+    Z: tuple  # (None, Z^1, ..., Z^L), Z^l of shape (n_l, m); Z^0 does not exist
+
+
+def matmul(net, P, Q):
+    """P @ Q under the net's compute policy: bfloat16 operands with float32 accumulation, or
+    the operands' own dtype."""
+    if net.matmul_dtype is None:
+        return P @ Q
+    bf16 = jnp.bfloat16
+    return jnp.matmul(P.astype(bf16), Q.astype(bf16), preferred_element_type=jnp.float32)
+
+
+def _forward(net, params, X):
+    A, Z = [X], [None]
+    for l, (W, b) in enumerate(params, start=1):
+        g = OUTPUTS[net.output] if l == net.L else ACTIVATIONS[net.hidden]
+        Z.append(matmul(net, W, A[l - 1]) + b)  # Z^l = W^l A^{l-1} + b^l     (n_l, m)
+        A.append(g(Z[l]))  # A^l = g(Z^l)                                       (n_l, m)
+    return A[net.L], Cache(tuple(A), tuple(Z))
+
+
+def _output_delta(output, Z_L, A_L, G):
+    """Δ^L = ∂J/∂Z^L from G = ∂J/∂A^L, for pairs without the A^L − Y shortcut."""
+    if output == "sigmoid":
+        return G * A_L * (1.0 - A_L)  # g′ = σ(1 − σ), elementwise
+    if output == "softmax":
+        # The softmax Jacobian diag(a) − a aᵀ is symmetric, so Jᵀ G = a ⊙ (G − aᵀG), per column.
+        return A_L * (G - jnp.sum(A_L * G, axis=0, keepdims=True))
+    return G  # identity: g′ = 1
+
+
+def _backward(net, params, cache, Y):
+    A, Z, L = cache.A, cache.Z, net.L
+    m = Y.shape[1]
+    J = cost(net.output, net.loss, Z[L], A[L], Y, m)
+    if net.natural:
+        delta = (A[L] - Y) / m  # Δ^L = A^L − Y, with the cost's 1/m folded in      (n_L, m)
+    else:
+        G = LOSS_GRADIENTS[net.loss](A[L], Y, m)  # ∂J/∂A^L, 1/m included             (n_L, m)
+        delta = _output_delta(net.output, Z[L], A[L], G)  # Δ^L = ∂J/∂A^L ⊙ g′(Z^L)    (n_L, m)
+    g_prime = DERIVATIVES[net.hidden]
+    grads = [None] * L
+    for l in range(L, 0, -1):
+        W = params[l - 1][0]
+        dW = matmul(net, delta, A[l - 1].T)  # dW^l = (1/m) Δ^l A^{l-1}ᵀ            (n_l, n_{l-1})
+        db = jnp.sum(delta, axis=1, keepdims=True)  # db^l = (1/m) Δ^l 1             (n_l, 1)
+        grads[l - 1] = (dW.astype(W.dtype), db.astype(W.dtype))
+        if l > 1:  # Δ^0 is never needed: X is data, not a parameter
+            # Δ^{l-1} = W^lᵀ Δ^l ⊙ g′(Z^{l-1})                                      (n_{l-1}, m)
+            delta = matmul(net, W.T, delta) * g_prime(Z[l - 1], A[l - 1])
+    return J, jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(grads))
+
+
+_forward_jit = jax.jit(_forward, static_argnums=0)
+_backward_jit = jax.jit(_backward, static_argnums=0)
+
+
+def forward(net, params, X):
+    """The forward pass for a batch.
+
+    Arguments:
+        net: an `MLP` with sizes (n_0, ..., n_L).
+        params: a tuple of (W^l, b^l) pairs, W^l (n_l, n_{l-1}), b^l (n_l, 1), as from `init`.
+        X: inputs, shape (n_0, m): one example per column. Cast to the parameters' dtype.
+
+    Returns:
+        (A^L, cache): the outputs, shape (n_L, m), and a `Cache` of every Z^l and A^l.
+    """
+    params = validate.params(net, params)
+    X = validate.inputs(net, params, X)
+    return _forward_jit(net, params, X)
+
+
+def backward(net, params, cache, Y):
+    """The backward pass: the cost and its gradient with respect to every parameter.
+
+    Arguments:
+        net, params: as for `forward`.
+        cache: the `Cache` that `forward(net, params, X)` returned.
+        Y: targets, shape (n_L, m): {0, 1} for bce, one-hot columns for cross_entropy.
+
+    Returns:
+        (J, grads): the scalar cost and a pytree with the structure, shapes and dtypes of
+        `params`, holding (dW^l, db^l) for l = 1..L.
+    """
+    params = validate.params(net, params)
+    cache = validate.cache(net, params, cache)
+    Y = validate.targets(net, params, Y, m=cache.A[0].shape[1])
+    return _backward_jit(net, params, cache, Y)

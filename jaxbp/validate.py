@@ -1,0 +1,206 @@
+"""Checks at the public boundary, outside `jit`.
+
+Every error names the argument, what was expected and what arrived, so that bad input never
+reaches XLA as a shape error. Value checks (finite X, {0, 1} or one-hot Y) run on concrete
+arrays only; a JAX array that passed once is remembered (JAX arrays are immutable), so a
+Python loop that feeds the same device batch pays for the check once.
+"""
+
+import functools
+import weakref
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp.model import MLP
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+# id(array) -> (weak reference, kinds of value check it passed)
+_PASSED: dict[int, tuple[weakref.ref, set]] = {}
+
+
+def mlp(net):
+    if not isinstance(net, MLP):
+        raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
+
+
+def _shape_dtype(name, x):
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
+def params(net, params):
+    """Check that params fit `net`: L pairs (W^l (n_l, n_{l-1}), b^l (n_l, 1)), one float dtype."""
+    mlp(net)
+    if not isinstance(params, (tuple, list)):
+        raise TypeError(
+            f"params: expected a tuple of (W, b) pairs as from jaxbp.init, "
+            f"got {type(params).__name__}"
+        )
+    if len(params) != net.L:
+        raise ValueError(
+            f"params: expected {net.L} (W, b) pairs for sizes {net.sizes}, got {len(params)}"
+        )
+    dtype = None
+    for l, (pair, shapes) in enumerate(zip(params, net.param_shapes(), strict=True), start=1):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"params[{l - 1}]: expected a (W^{l}, b^{l}) pair, got {pair!r:.80}")
+        for i, (x, expected) in enumerate(zip(pair, shapes, strict=True)):
+            name = f"params[{l - 1}][{i}] ({'Wb'[i]}^{l})"
+            shape, dt = _shape_dtype(name, x)
+            if shape != expected:
+                hint = ""
+                if i == 1 and shape == expected[:1]:
+                    hint = "; biases are column vectors: use b.reshape(-1, 1)"
+                raise ValueError(
+                    f"{name}: expected shape {expected} for sizes {net.sizes}, got {shape}{hint}"
+                )
+            if dt not in _FLOATS:
+                raise TypeError(f"{name}: expected dtype float32 or float64, got {dt}")
+            if dtype is not None and dt != dtype:
+                raise TypeError(f"{name}: expected dtype {dtype} like params[0][0], got {dt}")
+            dtype = dt
+    return params
+
+
+def param_dtype(params):
+    return np.dtype(params[0][0].dtype)
+
+
+def _as_array(name, x):
+    if isinstance(x, (jax.Array, np.ndarray)):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}") from e
+    kind = np.dtype(arr.dtype).kind
+    if kind not in "biuf" and np.dtype(arr.dtype) != jnp.bfloat16:
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def _flags(xp, x, kind):
+    """[all finite, values valid for `kind`] using numpy or jax.numpy as `xp`."""
+    finite = xp.all(xp.isfinite(x))
+    if kind == "finite":
+        return finite, finite
+    binary = xp.all((x == 0) | (x == 1))
+    if kind == "binary":
+        return finite, binary
+    return finite, binary & xp.all(xp.sum(x, axis=0) == 1)  # one_hot
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _device_flags(x, kind):
+    return jnp.stack(_flags(jnp, x, kind))
+
+
+def _passed(x, kind):
+    entry = _PASSED.get(id(x))
+    return entry is not None and entry[0]() is x and kind in entry[1]
+
+
+def _remember(x, kind):
+    key = id(x)
+    entry = _PASSED.get(key)
+    if entry is None or entry[0]() is not x:
+        entry = (weakref.ref(x, lambda _, key=key: _PASSED.pop(key, None)), set())
+        _PASSED[key] = entry
+    entry[1].add(kind)
+
+
+def _check_values(name, x, kind, what):
+    if isinstance(x, jax.core.Tracer):
+        return  # inside someone's jit or vmap: values are not known yet
+    if isinstance(x, jax.Array):
+        if _passed(x, kind):
+            return
+        finite, valid = (bool(v) for v in np.asarray(_device_flags(x, kind)))
+    else:
+        finite, valid = (bool(v) for v in _flags(np, x, kind))
+    if not finite:
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    if not valid:
+        raise ValueError(f"{name}: expected {what}, got other values")
+    if isinstance(x, jax.Array):
+        _remember(x, kind)
+
+
+def _cast(x, dtype):
+    if isinstance(x, jax.Array) and x.dtype == dtype:
+        return x
+    return jnp.asarray(x, dtype)
+
+
+def inputs(net, params, X, name="X"):
+    """X of shape (n_0, m) with m ≥ 1, finite, returned in the parameters' dtype."""
+    X = _as_array(name, X)
+    n_0 = net.sizes[0]
+    if X.ndim != 2 or X.shape[0] != n_0 or X.shape[1] < 1:
+        raise ValueError(
+            f"{name}: expected shape (n_0, m) = ({n_0}, m) with m >= 1, one example per column, "
+            f"got {tuple(X.shape)}"
+            + (
+                "; row-major data of shape (m, n_0) needs X.T"
+                if X.ndim == 2 and X.shape[1] == n_0
+                else ""
+            )
+        )
+    _check_values(name, X, "finite", "finite values")
+    return _cast(X, param_dtype(params))
+
+
+_TARGET_KIND = {
+    "bce": ("binary", "values in {0, 1} for loss 'bce'"),
+    "cross_entropy": (
+        "one_hot",
+        "one-hot columns (each column one 1, the rest 0) for loss 'cross_entropy'",
+    ),
+    "mse": ("finite", "finite values"),
+}
+
+
+def targets(net, params, Y, m, name="Y"):
+    """Y of shape (n_L, m), with values that the loss accepts, in the parameters' dtype."""
+    Y = _as_array(name, Y)
+    n_L = net.sizes[-1]
+    if tuple(Y.shape) != (n_L, m):
+        raise ValueError(
+            f"{name}: expected shape (n_L, m) = ({n_L}, {m}), one target column per example, "
+            f"got {tuple(Y.shape)}"
+        )
+    kind, what = _TARGET_KIND[net.loss]
+    _check_values(name, Y, kind, what)
+    return _cast(Y, param_dtype(params))
+
+
+def cache(net, params, cache):
+    """A `Cache` from `forward` for this net: A^0..A^L and Z^1..Z^L of shape (n_l, m)."""
+    from jaxbp.backprop import Cache  # here, not at the top: backprop imports this module
+
+    if not isinstance(cache, Cache):
+        raise TypeError(
+            f"cache: expected the Cache returned by jaxbp.forward, got {type(cache).__name__}"
+        )
+    L = net.L
+    if len(cache.A) != L + 1 or len(cache.Z) != L + 1:
+        raise ValueError(
+            f"cache: expected A^0..A^{L} and Z^1..Z^{L} for sizes {net.sizes}, "
+            f"got {len(cache.A)} A's and {len(cache.Z) - 1} Z's"
+        )
+    m = _shape_dtype("cache.A[0]", cache.A[0])[0][-1]
+    for l, n in enumerate(net.sizes):
+        for label, x in (("A", cache.A[l]), ("Z", cache.Z[l])):
+            if label == "Z" and l == 0:
+                continue
+            shape, _ = _shape_dtype(f"cache.{label}[{l}]", x)
+            if shape != (n, m):
+                raise ValueError(
+                    f"cache.{label}[{l}] ({label}^{l}): expected shape ({n}, {m}), got {shape}"
+                )
+    return cache
