@@ -2,7 +2,9 @@
 
 Every derivative takes both `Z` and `A = g(Z)`, so it can reuse whichever is
 cheaper (σ′ = A(1 − A) needs no second exp). All are elementwise except the
-softmax output, whose Jacobian is handled in `backprop.py`.
+softmax output, whose Jacobian is handled in `backprop.py`. Everything is built from lax
+primitives (no function with a custom differentiation rule), since nothing here is ever
+differentiated automatically.
 """
 
 import math
@@ -30,6 +32,24 @@ def _one(Z, A):
     return jnp.ones_like(Z)
 
 
+def softplus(Z):
+    """log(1 + e^z), computed as max(z, 0) + log(1 + e^{-|z|}) so it never overflows."""
+    return jnp.maximum(Z, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(Z)))
+
+
+def softmax(Z):
+    """Softmax down each column (axis 0 holds the classes); the column max is subtracted
+    first, which leaves the result unchanged and keeps exp from overflowing."""
+    E = jnp.exp(Z - jnp.max(Z, axis=0, keepdims=True))
+    return E / jnp.sum(E, axis=0, keepdims=True)
+
+
+def log_softmax(Z):
+    """log softmax(Z) down each column, without forming softmax(Z) (no log of 0)."""
+    shifted = Z - jnp.max(Z, axis=0, keepdims=True)
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=0, keepdims=True))
+
+
 # name -> g(Z). Hidden layers may use any of these.
 ACTIVATIONS = {
     "relu": lambda Z: jnp.maximum(Z, 0),
@@ -37,7 +57,7 @@ ACTIVATIONS = {
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
     "gelu": _gelu,
-    "softplus": lambda Z: jnp.logaddexp(Z, 0.0),
+    "softplus": softplus,
     "identity": lambda Z: Z,
 }
 
@@ -56,15 +76,10 @@ DERIVATIVES = {
 HIDDEN = tuple(ACTIVATIONS)
 
 
-def _softmax(Z):
-    # Softmax down each column (the class axis is axis 0 in the column-major layout).
-    return jax.nn.softmax(Z, axis=0)
-
-
 # Output activations. softmax is not elementwise: its g′ is a Jacobian, applied in backprop.py.
 OUTPUTS = {
     "sigmoid": jax.nn.sigmoid,
-    "softmax": _softmax,
+    "softmax": softmax,
     "identity": lambda Z: Z,
 }
 

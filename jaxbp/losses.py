@@ -7,8 +7,13 @@ All costs are means over the m examples (columns) and sums over the n_L outputs 
 """
 
 import jax.numpy as jnp
-from jax.nn import log_softmax
-from jax.scipy.special import xlogy
+
+from jaxbp.activations import log_softmax, softplus
+
+
+def xlogy(Y, A):
+    """y log a, taken as 0 where y = 0 (so a one-hot zero never meets log 0)."""
+    return jnp.where(Y == 0, 0.0, Y * jnp.log(jnp.where(Y == 0, 1.0, A)))
 
 # The output activation whose loss makes Δ^L = A^L − Y (the seeds' shortcut, valid only for
 # these pairs: the Jacobian of g cancels the 1/(a(1−a)) or 1/a of ∂J/∂A).
@@ -43,11 +48,11 @@ LOSS_GRADIENTS = {
 
 def _bce_from_logits(Z, Y, m):
     # -[y log σ(z) + (1−y) log(1−σ(z))] = softplus(z) − y z, which never takes log(0)
-    return jnp.sum(jnp.logaddexp(Z, 0.0) - Y * Z) / m
+    return jnp.sum(softplus(Z) - Y * Z) / m
 
 
 def _cross_entropy_from_logits(Z, Y, m):
-    return -jnp.sum(Y * log_softmax(Z, axis=0)) / m
+    return -jnp.sum(Y * log_softmax(Z)) / m
 
 
 # (output, loss) -> J(Z^L, Y, m): the numerically stable forms for the natural pairs.

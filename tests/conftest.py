@@ -1,0 +1,12 @@
+"""Test-session settings: strict promotion and 64-bit types on.
+
+Strict rank promotion turns a (n,) bias broadcast against an (n, m) batch into an error instead
+of a silent (n, n) bug; strict dtype promotion stops float32 and float64 from mixing unnoticed.
+x64 is on so the oracle tests can run in float64; float32 tests ask for float32 explicitly.
+"""
+
+import jax
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_enable_x64", True)

@@ -1,0 +1,95 @@
+"""The one oracle helper: `jax.grad` of a plain-jnp cost, written without any jaxbp code.
+
+Tolerances by dtype, for gradients compared against the float64 oracle:
+- float64: rtol 1e-10 (float64 eps is 2.2e-16; a few layers of sums of ≤ 64 terms stay within
+  ~1e-13 relative, so 1e-10 leaves room but would catch any wrong term).
+- float32: rtol 1e-4 with atol 1e-5·max|g| (float32 eps is 1.2e-7; sums of ≤ 64 products over
+  ≤ 4 layers, transcendental activations and the cost's cancellations cost up to ~100 eps).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+HIDDEN_G = {
+    "relu": jax.nn.relu,  # JAX's rule: relu'(0) = 0
+    "leaky_relu": lambda z: jnp.where(z > 0, z, 0.01 * z),  # derivative 0.01 at 0
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "gelu": lambda z: jax.nn.gelu(z, approximate=False),
+    "softplus": jax.nn.softplus,
+    "identity": lambda z: z,
+}
+OUTPUT_G = {
+    "sigmoid": jax.nn.sigmoid,
+    "softmax": lambda z: jax.nn.softmax(z, axis=0),
+    "identity": lambda z: z,
+}
+
+
+def oracle_cost(net, params, X, Y):
+    """J from the definitions: the plain forward pass, then the loss of A^L.
+
+    log a and log(1 − a) come from the logits for the two natural pairs (log_sigmoid,
+    log_softmax), so a saturated output costs no precision; other pairs take logs of A^L as
+    their definition says (and are non-finite where A^L reaches 0 or 1)."""
+    A = X
+    for l, (W, b) in enumerate(params, start=1):
+        g = OUTPUT_G[net.output] if l == net.L else HIDDEN_G[net.hidden]
+        Z = W @ A + b
+        A = g(Z)
+    m = X.shape[1]
+    if net.loss == "mse":
+        return 0.5 * jnp.sum((A - Y) ** 2) / m
+    if (net.output, net.loss) == ("sigmoid", "bce"):
+        log_a, log_1ma = jax.nn.log_sigmoid(Z), jax.nn.log_sigmoid(-Z)
+    elif (net.output, net.loss) == ("softmax", "cross_entropy"):
+        log_a, log_1ma = jax.nn.log_softmax(Z, axis=0), None
+    else:
+        log_a, log_1ma = jnp.log(A), jnp.log1p(-A)
+    if net.loss == "cross_entropy":
+        return -jnp.sum(jnp.where(Y > 0, Y * log_a, 0.0)) / m
+    return -jnp.sum(jnp.where(Y > 0, log_a, log_1ma)) / m  # bce, Y in {0, 1}
+
+
+def oracle(net, params, X, Y):
+    """(J, grads) by jax.grad, at the highest matmul precision so TF32 can neither hide nor
+    fake an error on a GPU."""
+    with jax.default_matmul_precision("highest"):
+        return _oracle_jit(net, params, X, Y)
+
+
+_oracle_jit = jax.jit(jax.value_and_grad(oracle_cost, argnums=1), static_argnums=0)
+
+
+def tolerances(dtype):
+    return {"float64": (1e-10, 1e-14), "float32": (1e-4, 1e-5)}[np.dtype(dtype).name]
+
+
+def assert_trees_close(got, want, dtype, what="grads"):
+    """Same structure, shapes and dtype; values within the dtype's stated tolerance."""
+    assert jax.tree.structure(got) == jax.tree.structure(want), what
+    rtol, atol_scale = tolerances(dtype)
+    for i, (g, w) in enumerate(zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True)):
+        assert g.shape == w.shape, f"{what} leaf {i}: shape {g.shape} != {w.shape}"
+        assert g.dtype == np.dtype(dtype), f"{what} leaf {i}: dtype {g.dtype} != {dtype}"
+        w = np.asarray(w, np.float64)
+        atol = atol_scale * max(1.0, float(np.max(np.abs(w), initial=0.0)))
+        np.testing.assert_allclose(np.asarray(g, np.float64), w, rtol=rtol, atol=atol,
+                                   err_msg=f"{what} leaf {i}")
+
+
+def assert_matches(got, want, dtype):
+    """`got` = (J, grads) from jaxbp in `dtype`; `want` = (J, grads) from the float64 oracle."""
+    (J, grads), (J_want, grads_want) = got, want
+    rtol, atol_scale = tolerances(dtype)
+    atol = atol_scale * max(1.0, abs(float(J_want)))
+    np.testing.assert_allclose(float(J), float(J_want), rtol=rtol, atol=atol, err_msg="cost J")
+    assert_trees_close(grads, grads_want, dtype)
+
+
+def assert_matches_oracle(net, params, X, Y, backward_result):
+    """`backward_result` = (J, grads) from jaxbp, in params' dtype, against the float64 oracle
+    evaluated at the same numbers."""
+    up = lambda t: jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), t)  # noqa: E731
+    assert_matches(backward_result, oracle(net, up(params), up(X), up(Y)), params[0][0].dtype)

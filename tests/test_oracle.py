@@ -1,0 +1,117 @@
+"""backward == jax.grad of a plain-jnp cost, over every activation, output, depth and batch size."""
+
+import itertools
+
+import hypothesis.extra.numpy as hnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from oracle import assert_matches, assert_matches_oracle, oracle
+
+import jaxbp
+from jaxbp.activations import HIDDEN
+
+WIDTHS = (5, 4, 6, 3)  # n_0..n_3 for the hidden part; n_L = 3 so softmax has classes to pick
+N_L = 3
+PAIRS = [  # every (output, loss) that MLP accepts; the first three are the natural ones
+    ("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"),
+    ("sigmoid", "cross_entropy"), ("sigmoid", "mse"),
+    ("softmax", "bce"), ("softmax", "mse"),
+]
+
+
+def make_problem(net, m, dtype, seed=0):
+    """Random params (biases nonzero so db is exercised), X ~ N(0, 1) and Y valid for the loss.
+
+    Values are rounded to float32 first, so the float32 and float64 problems of one seed hold
+    the same numbers and share one float64 oracle."""
+    rng = np.random.default_rng(seed)
+    params = tuple(
+        (rng.normal(0, 1 / np.sqrt(k), (n, k)), rng.normal(0, 0.5, (n, 1)))
+        for k, n in zip(net.sizes[:-1], net.sizes[1:], strict=True)
+    )
+    X = rng.normal(size=(net.sizes[0], m))
+    n_L = net.sizes[-1]
+    if net.loss == "cross_entropy":
+        Y = np.eye(n_L)[:, rng.integers(0, n_L, m)]
+    elif net.loss == "bce":
+        Y = rng.integers(0, 2, (n_L, m)).astype(float)
+    else:
+        Y = rng.normal(size=(n_L, m))
+    cast = lambda a: jnp.asarray(np.float32(a), dtype)  # noqa: E731
+    return jax.tree.map(cast, params), cast(X), cast(Y)
+
+
+def check(net, m, seed=0):
+    """jaxbp in float64 and in float32 against one float64 oracle."""
+    want = oracle(net, *make_problem(net, m, "float64", seed))
+    for dtype in ("float64", "float32"):
+        params, X, Y = make_problem(net, m, dtype, seed)
+        _, cache = jaxbp.forward(net, params, X)
+        assert_matches(jaxbp.backward(net, params, cache, Y), want, dtype)
+
+
+GRID = [
+    (hidden, output, depth)
+    for depth in (1, 2, 3, 4)
+    for hidden in (HIDDEN if depth > 1 else ("relu",))  # depth 1 has no hidden layer
+    for output in ("sigmoid", "softmax", "identity")
+]
+
+
+@pytest.mark.parametrize(("hidden", "output", "depth"), GRID)
+def test_backward_matches_oracle(hidden, output, depth):
+    net = jaxbp.MLP((*WIDTHS[:depth], N_L), hidden=hidden, output=output)
+    for m in (1, 7, 64):
+        check(net, m)
+
+
+@pytest.mark.parametrize(("output", "loss"), PAIRS)
+def test_every_output_loss_pair(output, loss):
+    for hidden, m in itertools.product(("tanh", "relu"), (1, 7, 64)):
+        check(jaxbp.MLP((4, 5, N_L), hidden=hidden, output=output, loss=loss), m)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "leaky_relu"])
+def test_kinks_follow_jax_and_torch(hidden):
+    """Exact zeros in Z^1 (by construction): relu'(0) = 0, leaky_relu'(0) = 0.01."""
+    net = jaxbp.MLP((2, 3, 1), hidden=hidden)
+    W1 = jnp.array([[1.0, -1.0], [2.0, 0.0], [0.5, 0.5]])
+    b1 = jnp.zeros((3, 1))
+    X = jnp.array([[1.0, 2.0, 0.0], [1.0, 3.0, 0.0]])  # column 0 gives Z^1_0 = 0, column 2 all 0
+    params = ((W1, b1), (jnp.array([[0.3, -0.7, 1.1]]), jnp.array([[0.2]])))
+    Y = jnp.array([[1.0, 0.0, 1.0]])
+    _, cache = jaxbp.forward(net, params, X)
+    assert float(cache.Z[1][0, 0]) == 0.0
+    assert_matches_oracle(net, params, X, Y, jaxbp.backward(net, params, cache, Y))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.data(),
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    m=st.integers(1, 9),
+    hidden=st.sampled_from(HIDDEN),
+    pair=st.sampled_from(PAIRS),
+)
+def test_hypothesis_shapes_and_values(data, sizes, m, hidden, pair):
+    output, loss = pair
+    if output == "softmax" or loss == "cross_entropy":
+        sizes[-1] = max(sizes[-1], 2)
+    net = jaxbp.MLP(tuple(sizes), hidden=hidden, output=output, loss=loss)
+    floats = st.floats(-3, 3, allow_nan=False, width=64)
+    params = tuple(
+        (jnp.asarray(data.draw(hnp.arrays(np.float64, (n, k), elements=floats))),
+         jnp.asarray(data.draw(hnp.arrays(np.float64, (n, 1), elements=floats))))
+        for k, n in itertools.pairwise(sizes)
+    )
+    X = jnp.asarray(data.draw(hnp.arrays(np.float64, (sizes[0], m), elements=floats)))
+    _, _, Y = make_problem(net, m, "float64", seed=data.draw(st.integers(0, 1000)))
+    want = oracle(net, params, X, Y)
+    # A pair that takes log A^L has no finite cost once A^L saturates to exactly 0 or 1.
+    assume(all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(want)))
+    _, cache = jaxbp.forward(net, params, X)
+    assert_matches(jaxbp.backward(net, params, cache, Y), want, "float64")
