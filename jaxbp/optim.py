@@ -101,8 +101,13 @@ class Adam:
     decoupled: bool = False
 
     def init(self, params):
-        zeros = _tree_map(jnp.zeros_like, params)
-        return AdamState(count=jnp.zeros((), jnp.int32), mu=zeros, nu=zeros)
+        # Two separate zero trees: the step donates the state, and one buffer cannot be
+        # donated twice.
+        return AdamState(
+            count=jnp.zeros((), jnp.int32),
+            mu=_tree_map(jnp.zeros_like, params),
+            nu=_tree_map(jnp.zeros_like, params),
+        )
 
     def update(self, grads, state, params, lr=None):
         """One step: returns (params, state). `lr` overrides self.lr (e.g. a traced schedule)."""

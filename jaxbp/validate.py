@@ -80,7 +80,8 @@ def _as_array(name, x):
             raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}") from e
     kind = np.dtype(arr.dtype).kind
     if kind not in "biuf" and np.dtype(arr.dtype) != jnp.bfloat16:
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+        got = f"dtype {arr.dtype}" if arr is x else f"{type(x).__name__} (dtype {arr.dtype})"
+        raise TypeError(f"{name}: expected a real numeric array, got {got}")
     return arr
 
 
