@@ -1,0 +1,1 @@
+"""jaxbp's benchmark harness: `python benchmarks/run.py --suite quick|full`."""

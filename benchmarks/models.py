@@ -1,0 +1,277 @@
+"""The contenders, built on identical networks, initial weights, data, batch size and optimizer.
+
+- jaxbp: `train_step` (hand-written backward), as a Python loop or a whole-epoch `lax.scan`.
+- autodiff: the identical step with `jax.grad` of the identical cost (the rival to beat; only
+  benchmarks and tests may use autodiff).
+- numpy: the same column-major equations in plain NumPy.
+- torch: `nn.Sequential` with the same weights, eager or `torch.compile`d.
+- sklearn: `MLPClassifier` with the same architecture, batch size and optimizer.
+"""
+
+import functools
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxbp
+from benchmarks.harness import Prepared, compile_timed
+from jaxbp.backprop import _forward
+from jaxbp.losses import cost
+from jaxbp.step import train_step_jit
+
+NETS = {
+    # name: (sizes, hidden, output)
+    "seed": ((3, 4, 2, 1), "relu", "sigmoid"),  # seed 000's 3-4-2-1 network
+    "small": ((30, 64, 32, 1), "relu", "sigmoid"),  # ≈ 4.1k parameters
+    "medium": ((784, 256, 256, 10), "relu", "softmax"),  # ≈ 270k parameters
+    "wide": ((784, 2048, 2048, 10), "relu", "softmax"),  # ≈ 5.8M parameters
+}
+
+
+def make_net(name, matmul_dtype=None):
+    sizes, hidden, output = NETS[name]
+    return jaxbp.MLP(sizes, hidden=hidden, output=output, matmul_dtype=matmul_dtype)
+
+
+def weight_counts(net):
+    """(P, P_1): weights of all layers and of the first layer (biases excluded)."""
+    P = sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:], strict=True))
+    return P, net.sizes[0] * net.sizes[1]
+
+
+def step_flops(net, m):
+    """Exact matmul FLOPs of one training step: forward 2Pm, dW 2Pm, Δ 2Pm − 2P₁m (no Δ^0)."""
+    P, P1 = weight_counts(net)
+    return 6 * P * m - 2 * P1 * m
+
+
+def data(net, M, seed=0, dtype=np.float32):
+    """Row-major X (M, n_0) ~ N(0, 1) and labels from a random linear teacher; also returned
+    column-major (n_0, M) with one-hot / {0, 1} targets (n_L, M), as jaxbp takes them."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(M, net.sizes[0])).astype(dtype)
+    n_L = net.sizes[-1]
+    teacher = rng.normal(size=(net.sizes[0], max(n_L, 2)))
+    labels = np.argmax(X @ teacher, axis=1)
+    Y = (labels[None, :].astype(dtype) if n_L == 1 else np.eye(n_L, dtype=dtype)[:, labels])
+    return X, labels, np.ascontiguousarray(X.T), Y
+
+
+def init_params(net, seed=0, dtype="float32"):
+    return jaxbp.init(net, jax.random.key(seed), scheme="torch", dtype=dtype)
+
+
+def copy_tree(tree):
+    return jax.tree.map(jnp.copy, tree)
+
+
+# --- jaxbp and its autodiff twin -------------------------------------------------------------
+def _cost_of(params, net, X, Y):
+    A_L, cache = _forward(net, params, X)
+    return cost(net.output, net.loss, cache.Z[net.L], A_L, Y, X.shape[1])
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def autodiff_step(net, opt, params, state, X, Y):
+    """The same step as `train_step_jit`, with the gradients from `jax.grad` of the same cost."""
+    J, grads = jax.value_and_grad(_cost_of)(params, net, X, Y)
+    params, state = opt.update(grads, state, params)
+    return params, state, J
+
+
+STEPS = {"jaxbp": train_step_jit, "autodiff": autodiff_step}
+
+
+def prepare_step(kind, net, opt, params, X, Y, units=None):
+    """One jitted step (kind "jaxbp" or "autodiff") compiled ahead of time, carrying its own
+    params and state from call to call (they are donated)."""
+    params = copy_tree(params)
+    state = opt.init(params)
+    compiled, compile_s = compile_timed(STEPS[kind], net, opt, params, state, X, Y)
+    carry = {"p": params, "s": state}
+
+    def once():
+        carry["p"], carry["s"], J = compiled(carry["p"], carry["s"], X, Y)
+        return J
+
+    return Prepared(once, compile_s, units=X.shape[1] if units is None else units,
+                    info={"compiled": compiled})
+
+
+def batches(X, Y, b):
+    """Column-major data (n, M) -> stacks (M // b, n, b) of consecutive batches."""
+    nb = X.shape[1] // b
+    split = lambda A: jnp.asarray(A[:, : nb * b]).reshape(A.shape[0], nb, b).transpose(1, 0, 2)  # noqa: E731
+    return split(X), split(Y)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def epoch_scan(net, opt, params, state, Xb, Yb):
+    """One epoch of mini-batch steps as a single `lax.scan` over the batches."""
+    def body(carry, xy):
+        params, state, J = train_step_jit(net, opt, *carry, *xy)
+        return (params, state), J
+
+    (params, state), costs = jax.lax.scan(body, (params, state), (Xb, Yb))
+    return params, state, costs
+
+
+def prepare_epoch(kind, net, opt, params, X, Y, b):
+    """A whole epoch of jaxbp mini-batch steps: kind "scan" (one call) or "loop" (Python)."""
+    Xb, Yb = batches(X, Y, b)
+    params = copy_tree(params)
+    state = opt.init(params)
+    carry = {"p": params, "s": state}
+    if kind == "scan":
+        compiled, compile_s = compile_timed(epoch_scan, net, opt, params, state, Xb, Yb)
+
+        def once():
+            carry["p"], carry["s"], costs = compiled(carry["p"], carry["s"], Xb, Yb)
+            return costs
+    else:
+        compiled, compile_s = compile_timed(train_step_jit, net, opt, params, state, Xb[0], Yb[0])
+        pairs = [(Xb[i], Yb[i]) for i in range(Xb.shape[0])]
+
+        def once():
+            J = None
+            for x, y in pairs:
+                carry["p"], carry["s"], J = compiled(carry["p"], carry["s"], x, y)
+            return J
+
+    return Prepared(once, compile_s, units=Xb.shape[0] * b)
+
+
+# --- plain NumPy, the same equations -----------------------------------------------------------
+class NumpyMLP:
+    """The column-major batch equations and Adam in NumPy (relu hidden; sigmoid or softmax)."""
+
+    def __init__(self, net, params, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8):
+        self.net = net
+        self.params = [(np.array(W), np.array(b)) for W, b in params]
+        self.m = [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]
+        self.v = [(np.zeros_like(W), np.zeros_like(b)) for W, b in self.params]
+        self.t, self.lr, self.b1, self.b2, self.eps = 0, lr, b1, b2, eps
+
+    def step(self, X, Y):
+        L, m = self.net.L, X.shape[1]
+        A, Z = [X], [None]
+        for l, (W, b) in enumerate(self.params, start=1):
+            Z.append(W @ A[-1] + b)
+            if l < L:
+                A.append(np.maximum(Z[-1], 0))
+            elif self.net.output == "sigmoid":
+                A.append(1 / (1 + np.exp(-Z[-1])))
+            else:
+                E = np.exp(Z[-1] - Z[-1].max(axis=0, keepdims=True))
+                A.append(E / E.sum(axis=0, keepdims=True))
+        delta = (A[L] - Y) / m
+        grads = [None] * L
+        for l in range(L, 0, -1):
+            W = self.params[l - 1][0]
+            grads[l - 1] = (delta @ A[l - 1].T, delta.sum(axis=1, keepdims=True))
+            if l > 1:
+                delta = (W.T @ delta) * (Z[l - 1] > 0)
+        self.t += 1
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+        for l in range(L):
+            for i in range(2):
+                g, m_, v_ = grads[l][i], self.m[l][i], self.v[l][i]
+                m_ += (1 - self.b1) * (g - m_)
+                v_ *= self.b2
+                v_ += (1 - self.b2) * g * g
+                self.params[l][i][...] -= (self.lr / c1) * m_ / (np.sqrt(v_ / c2) + self.eps)
+
+    def epoch(self, X, Y, b):
+        for i in range(X.shape[1] // b):
+            self.step(X[:, i * b : (i + 1) * b], Y[:, i * b : (i + 1) * b])
+
+
+def prepare_numpy(net, params, X, Y, b, lr):
+    model = NumpyMLP(net, params, lr=lr)
+    return Prepared(lambda: model.epoch(X, Y, b), 0.0, units=(X.shape[1] // b) * b)
+
+
+# --- PyTorch -----------------------------------------------------------------------------------
+def torch_model(net, params):
+    import torch
+
+    layers = []
+    for l, (W, b) in enumerate(params, start=1):
+        lin = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.array(W)))
+            lin.bias.copy_(torch.from_numpy(np.array(b)[:, 0]))
+        layers.append(lin)
+        if l < net.L:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None):
+    """An epoch of torch mini-batch Adam steps on row-major data, eager or torch.compile'd."""
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # every core, as XLA uses them
+    model = torch_model(net, params)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    X = torch.from_numpy(X_rows)
+    if net.output == "sigmoid":
+        y = torch.from_numpy(labels.astype(np.float32))[:, None]
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+    else:
+        y = torch.from_numpy(labels.astype(np.int64))
+        loss_fn = torch.nn.CrossEntropyLoss()
+    nb = X.shape[0] // b
+    xs = [X[i * b : (i + 1) * b] for i in range(nb)]
+    ys = [y[i * b : (i + 1) * b] for i in range(nb)]
+
+    def step(x, t):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    compile_s = 0.0
+    if compile_mode is not None:
+        step = torch.compile(step, mode=compile_mode)
+        t0 = time.perf_counter()
+        step(xs[0], ys[0])  # the compile happens on the first call (one step of work included)
+        step(xs[1 % nb], ys[1 % nb])
+        compile_s = time.perf_counter() - t0
+
+    def once():
+        loss = None
+        for x, t in zip(xs, ys, strict=True):
+            loss = step(x, t)
+        return loss.item()
+
+    return Prepared(once, compile_s, units=nb * b)
+
+
+# --- scikit-learn ------------------------------------------------------------------------------
+def prepare_sklearn(net, X_rows, labels, b, lr, epochs=3):
+    """Wall time of `MLPClassifier.fit` divided by its epochs (same architecture, batch, Adam)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    def once():
+        clf = MLPClassifier(hidden_layer_sizes=net.sizes[1:-1], activation="relu", solver="adam",
+                            alpha=0.0, batch_size=b, learning_rate_init=lr, max_iter=epochs,
+                            shuffle=False, tol=0.0, n_iter_no_change=10**9, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X_rows[: (len(X_rows) // b) * b], labels[: (len(X_rows) // b) * b])
+        return clf.n_iter_
+
+    return Prepared(once, 0.0, units=epochs * (len(X_rows) // b) * b)
+
+
+def log2_range(lo, hi):
+    return [2**k for k in range(int(math.log2(lo)), int(math.log2(hi)) + 1)]

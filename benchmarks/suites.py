@@ -1,0 +1,299 @@
+"""The benchmark suites. Each takes `quick` (the CI smoke sizes) and returns a dict with its
+raw records, a Markdown section and matplotlib figures."""
+
+import jax
+
+import jaxbp
+from benchmarks import models as M
+from benchmarks.harness import Prepared, compile_timed, fmt_rate, fmt_time, markdown_table, measure
+
+# Dense peak TFLOP/s for model-FLOPs utilisation, by device kind substring and precision.
+PEAKS = {"H100": {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0},
+         "H200": {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0}}
+
+
+def _rounds(quick):
+    return 5 if quick else 9
+
+
+# --- 1. per-sample vs vectorized ----------------------------------------------------------
+def per_sample(quick):
+    nets = ["seed", "medium"] if quick else ["seed", "medium", "wide"]
+    ms = [1, 8, 64, 128, 512] if quick else [1, 8, 64, 128, 512, 4096]
+    examples = {"seed": 512, "medium": 128, "wide": 32}  # per-sample epoch lengths
+    opt = jaxbp.optim.sgd(0.01)
+    records, rows, figs_data = [], [], {}
+    for name in nets:
+        net = M.make_net(name)
+        params = M.init_params(net)
+        n = examples[name] if not quick else examples[name] // 2
+        _, _, X, Y = M.data(net, max(n, max(ms)))
+        X, Y = jax.numpy.asarray(X), jax.numpy.asarray(Y)
+        Xs, Ys = X[:, :n], Y[:, :n]
+        variants = {}
+
+        def epoch_form(fn, inner_jit, Xs=Xs, Ys=Ys, net=net, params=params, n=n):
+            p = M.copy_tree(params)
+            carry = {"p": p, "s": opt.init(p)}
+            _, compile_s = (compile_timed(inner_jit, net, opt, carry["p"], carry["s"], Xs, Ys)
+                            if inner_jit is jaxbp.per_sample._epoch_scan else
+                            compile_timed(inner_jit, net, opt, carry["p"], carry["s"], Xs, Ys, 0))
+
+            def once():
+                carry["p"], carry["s"], costs = fn(net, opt, carry["p"], carry["s"], Xs, Ys)
+                return costs
+
+            return Prepared(once, compile_s, units=n)
+
+        variants["per-example loop"] = epoch_form(jaxbp.per_sample.sgd_epoch_loop,
+                                                  jaxbp.per_sample._example_step)
+        variants["per-example scan"] = epoch_form(jaxbp.per_sample.sgd_epoch_scan,
+                                                  jaxbp.per_sample._epoch_scan)
+        _, c = compile_timed(jaxbp.per_sample._per_example_grads, net, params, Xs, Ys)
+        variants["per-example vmap grads"] = Prepared(
+            lambda net=net, params=params, Xs=Xs, Ys=Ys: jaxbp.per_sample.per_example_grads(
+                net, params, Xs, Ys), c, units=n)
+        for m in ms:
+            variants[f"batch m={m}"] = M.prepare_step("jaxbp", net, opt, params, X[:, :m],
+                                                      Y[:, :m])
+        stats = measure(variants, rounds=_rounds(quick))
+        for v, st in stats.items():
+            st.pop("compiled", None)
+            records.append({"net": name, "sizes": net.sizes, "variant": v, **st})
+        base = stats["batch m=128"]["units_per_s"]
+        for v in ("per-example loop", "per-example scan", "per-example vmap grads"):
+            rows.append([name, v, fmt_rate(stats[v]["units_per_s"]),
+                         f"{base / stats[v]['units_per_s']:.1f}×"])
+        figs_data[name] = ([(m, stats[f"batch m={m}"]["units_per_s"]) for m in ms],
+                           {v: stats[v]["units_per_s"] for v in stats if not v.startswith("b")})
+        rows.append([name, "batch m=128 (train_step)", fmt_rate(base), "1.0×"])
+    md = markdown_table(["net", "form", "examples/s", "batch m=128 is faster by"], rows)
+    return {"records": records, "markdown": md, "figures": {"per_sample": _plot_per_sample(
+        figs_data)}}
+
+
+def _plot_per_sample(figs_data):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(figs_data), figsize=(5 * len(figs_data), 4), squeeze=False)
+    for ax, (name, (curve, flat)) in zip(axes[0], figs_data.items(), strict=True):
+        ms, rates = zip(*curve, strict=True)
+        ax.loglog(ms, rates, "o-", label="vectorized batch (train_step)")
+        for (label, rate), style in zip(flat.items(), ["--", ":", "-."], strict=False):
+            ax.axhline(rate, linestyle=style, color="gray", label=label)
+        ax.set(title=f"{name} {M.NETS[name][0]}", xlabel="batch size m",
+               ylabel="examples / s")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# --- 2. hand-written vs jax.grad -----------------------------------------------------------
+def autodiff(quick):
+    nets = ["small", "medium"] if quick else ["small", "medium", "wide"]
+    ms = [64, 512] if quick else [64, 512, 4096]
+    policies = [None, "bfloat16"]
+    opt = jaxbp.optim.adam(1e-3)
+    records, rows = [], []
+    for name in nets:
+        for policy in policies:
+            net = M.make_net(name, matmul_dtype=policy)
+            params = M.init_params(net)
+            for m in ms:
+                _, _, X, Y = M.data(net, m)
+                variants = {k: M.prepare_step(k, net, opt, params, X, Y)
+                            for k in ("jaxbp", "autodiff")}
+                stats = measure(variants, rounds=_rounds(quick))
+                exact = M.step_flops(net, m)
+                rec = {"net": name, "sizes": net.sizes, "m": m,
+                       "policy": policy or "float32", "exact_matmul_flops": exact}
+                for k, st in stats.items():
+                    compiled = st.pop("compiled")
+                    mem = compiled.memory_analysis()
+                    cost = compiled.cost_analysis()
+                    cost = cost[0] if isinstance(cost, list) else cost
+                    st["temp_bytes"] = int(getattr(mem, "temp_size_in_bytes", -1))
+                    st["xla_flops"] = float(cost.get("flops", float("nan")))
+                    rec[k] = st
+                rec["speedup"] = stats["autodiff"]["median_s"] / stats["jaxbp"]["median_s"]
+                records.append(rec)
+                j, a = rec["jaxbp"], rec["autodiff"]
+                rows.append([name, rec["policy"], m, fmt_time(j["median_s"]),
+                             fmt_time(a["median_s"]), f"{rec['speedup']:.3f}×",
+                             f"{j['temp_bytes'] / 2**20:.2f} / {a['temp_bytes'] / 2**20:.2f}",
+                             f"{j['xla_flops'] / exact:.3f} / {a['xla_flops'] / exact:.3f}"])
+    md = markdown_table(
+        ["net", "matmuls", "m", "jaxbp step", "jax.grad step", "jaxbp faster by",
+         "temp MiB jaxbp / grad", "XLA flops ÷ exact 6Pm−2P₁m (jaxbp / grad)"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
+# --- 3. peers: PyTorch, scikit-learn, NumPy -----------------------------------------------
+def peers(quick):
+    setups = [("small", 8192, 64)] if quick else [
+        ("small", 8192, 64), ("medium", 4096, 64), ("wide", 2048, 256)]
+    lr = 1e-3
+    opt = jaxbp.optim.adam(lr)
+    records, rows = [], []
+    for name, n, b in setups:
+        net = M.make_net(name)
+        params = M.init_params(net)
+        X_rows, labels, X, Y = M.data(net, n)
+        variants = {
+            "jaxbp scan": M.prepare_epoch("scan", net, opt, params, X, Y, b),
+            "jaxbp loop": M.prepare_epoch("loop", net, opt, params, X, Y, b),
+            "numpy": M.prepare_numpy(net, params, X, Y, b, lr),
+        }
+        notes = {}
+        try:
+            variants["torch eager"] = M.prepare_torch(net, params, X_rows, labels, b, lr)
+            if not quick:
+                try:
+                    variants["torch.compile"] = M.prepare_torch(net, params, X_rows, labels, b,
+                                                                lr, compile_mode="default")
+                except Exception as e:  # recorded, not hidden: torch.compile is optional
+                    notes["torch.compile"] = f"failed: {type(e).__name__}: {str(e)[:200]}"
+        except ImportError:
+            notes["torch"] = "not installed (pip install torch==2.13.0)"
+        try:
+            variants["sklearn MLPClassifier"] = M.prepare_sklearn(net, X_rows, labels, b, lr,
+                                                                 epochs=2 if quick else 3)
+        except ImportError:
+            notes["sklearn"] = "not installed"
+        stats = measure(variants, rounds=3 if quick else 5, min_time=0.0, warmup=1)
+        base = stats["jaxbp scan"]["units_per_s"]
+        for v, st in stats.items():
+            records.append({"net": name, "sizes": net.sizes, "examples": n, "batch": b,
+                            "variant": v, "jaxbp_scan_faster_by": base / st["units_per_s"],
+                            **st})
+            epoch_s = (n // b) * b / st["units_per_s"]
+            rows.append([name, f"{n}/{b}", v, fmt_time(epoch_s), fmt_rate(st["units_per_s"]),
+                         f"{base / st['units_per_s']:.2f}×",
+                         fmt_time(st["compile_s"]) if st["compile_s"] else "–"])
+        for k, note in notes.items():
+            records.append({"net": name, "variant": k, "note": note})
+            rows.append([name, f"{n}/{b}", k, note, "", "", ""])
+    md = markdown_table(["net", "examples/batch", "contender", "epoch", "examples/s",
+                         "jaxbp scan faster by", "compile"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
+# --- 4. whole-epoch scan vs Python loop ---------------------------------------------------
+def epoch(quick):
+    setups = [("small", 4096, 64), ("medium", 2048, 64)]
+    if not quick:
+        setups += [("small", 4096, 16), ("medium", 4096, 256)]
+    opt = jaxbp.optim.adam(1e-3)
+    records, rows = [], []
+    for name, n, b in setups:
+        net = M.make_net(name)
+        params = M.init_params(net)
+        _, _, X, Y = M.data(net, n)
+        variants = {k: M.prepare_epoch(k, net, opt, params, X, Y, b) for k in ("scan", "loop")}
+        stats = measure(variants, rounds=_rounds(quick), min_time=0.0, warmup=1)
+        r = stats["loop"]["median_s"] / stats["scan"]["median_s"]
+        records.append({"net": name, "examples": n, "batch": b, "scan": stats["scan"],
+                        "loop": stats["loop"], "scan_faster_by": r})
+        rows.append([name, n, b, fmt_time(stats["scan"]["median_s"]),
+                     fmt_time(stats["loop"]["median_s"]), f"{r:.2f}×",
+                     fmt_time(stats["scan"]["compile_s"])])
+    md = markdown_table(["net", "examples", "batch", "scan epoch", "loop epoch",
+                         "scan faster by", "scan compile"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
+# --- 5. scaling ---------------------------------------------------------------------------
+def scaling(quick):
+    opt = jaxbp.optim.sgd(0.01)
+    grids = {
+        "batch": [((784, 256, 256, 10), m) for m in ([1, 16, 256, 1024] if quick else
+                                                      [1, 4, 16, 64, 256, 1024, 4096])],
+        "width": [((784, w, w, 10), 256) for w in ([64, 256, 1024] if quick else
+                                                    [64, 128, 256, 512, 1024, 2048])],
+        "depth": [((784, *([256] * d), 10), 256) for d in ([1, 2, 4] if quick else
+                                                            [1, 2, 4, 8])],
+    }
+    records, rows, curves = [], [], {}
+    for axis, points in grids.items():
+        variants, meta = {}, {}
+        for sizes, m in points:
+            net = jaxbp.MLP(sizes, hidden="relu", output="softmax")
+            params = M.init_params(net)
+            _, _, X, Y = M.data(net, m)
+            key = f"{sizes} m={m}"
+            variants[key] = M.prepare_step("jaxbp", net, opt, params, X, Y)
+            meta[key] = (net, m)
+        stats = measure(variants, rounds=_rounds(quick))
+        curves[axis] = []
+        for key, st in stats.items():
+            st.pop("compiled", None)
+            net, m = meta[key]
+            flops = M.step_flops(net, m)
+            gflops = flops / st["median_s"] / 1e9
+            records.append({"axis": axis, "sizes": net.sizes, "m": m, "flops": flops,
+                            "gflop_per_s": gflops, **st})
+            curves[axis].append((flops, st["median_s"]))
+            rows.append([axis, f"{net.sizes}", m, f"{flops / 1e6:.2f}",
+                         fmt_time(st["median_s"]), f"{gflops:.1f}"])
+    md = markdown_table(["axis", "sizes", "m", "MFLOP/step", "step", "GFLOP/s"], rows)
+    return {"records": records, "markdown": md, "figures": {"scaling": _plot_scaling(curves)}}
+
+
+def _plot_scaling(curves):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for axis, pts in curves.items():
+        f, t = zip(*pts, strict=True)
+        ax.loglog(f, t, "o-", label=f"vary {axis}")
+    lo = min(min(f for f, _ in p) for p in curves.values())
+    hi = max(max(f for f, _ in p) for p in curves.values())
+    best = min(t / f for p in curves.values() for f, t in p)
+    ax.loglog([lo, hi], [best * lo, best * hi], "k:", label="∝ FLOPs (best rate seen)")
+    ax.set(xlabel="matmul FLOPs per step (6Pm − 2P₁m)", ylabel="seconds per step",
+           title="train_step time against FLOPs")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def mfu(quick):
+    """Model FLOPs utilisation on a GPU with a known peak; skipped (recorded) elsewhere."""
+    kind = jax.devices()[0].device_kind
+    peak = next((v for k, v in PEAKS.items() if k in kind), None)
+    if jax.default_backend() != "gpu" or peak is None:
+        note = f"no GPU with a known peak here ({jax.default_backend()}: {kind})"
+        return {"records": [{"note": note}], "markdown": note, "figures": {}}
+    opt = jaxbp.optim.sgd(0.01)
+    records, rows = [], []
+    for policy, precision in ((None, "fp32"), (None, "tf32"), ("bfloat16", "bf16")):
+        net = jaxbp.MLP((4096, 4096, 4096, 4096, 10), hidden="relu", output="softmax",
+                        matmul_dtype=policy)
+        params = M.init_params(net)
+        m = 4096
+        _, _, X, Y = M.data(net, m)
+        mp = "highest" if precision == "fp32" else "tensorfloat32"
+        with jax.default_matmul_precision(mp if policy is None else "default"):
+            stats = measure({"step": M.prepare_step("jaxbp", net, opt, params, X, Y)},
+                            rounds=_rounds(quick))
+        st = stats["step"]
+        st.pop("compiled", None)
+        tflops = M.step_flops(net, m) / st["median_s"] / 1e12
+        records.append({"precision": precision, "m": m, "tflop_per_s": tflops,
+                        "mfu": tflops / peak[precision], **st})
+        rows.append([precision, net.sizes, m, fmt_time(st["median_s"]), f"{tflops:.1f}",
+                     f"{100 * tflops / peak[precision]:.1f}%"])
+    md = markdown_table(["precision", "sizes", "m", "step", "TFLOP/s", "MFU"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
+SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
+          "scaling": scaling, "mfu": mfu}
+TITLES = {
+    "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
+    "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
+    "peers": "3. Peers: one epoch of mini-batch Adam, same net, init, data and batch",
+    "epoch": "4. Whole-epoch lax.scan vs a Python loop of train_step",
+    "scaling": "5. Scaling of train_step (SGD)",
+    "mfu": "6. GPU model-FLOPs utilisation",
+}
