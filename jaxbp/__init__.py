@@ -2,17 +2,24 @@
 
 from jaxbp import optim, per_sample
 from jaxbp.backprop import Cache, backward, forward
+from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
 from jaxbp.model import MLP, init
 from jaxbp.step import train_step, train_step_jit
 
 __all__ = [
     "MLP",
     "Cache",
+    "DivergenceError",
+    "FitResult",
+    "Schedule",
     "backward",
+    "evaluate",
+    "fit",
     "forward",
     "init",
     "optim",
     "per_sample",
+    "predict",
     "train_step",
     "train_step_jit",
 ]

@@ -9,6 +9,11 @@ One example per column: A^0 = X has shape (n_0, m). For l = 1..L:
 
 The 1/m of the mean cost is folded into Δ^L once (an (n_L, m) scaling) instead of into every
 dW^l and db^l; the Δ^l below therefore carry it, and dW^l = Δ^l A^{l-1}ᵀ needs no further scale.
+With example weights w the 1/m becomes w_i / Σw per column (a ragged batch padded with zero
+weights is the same batch without the padding).
+
+Inverted dropout on hidden layers multiplies A^l = g(Z^l) ⊙ M^l by a mask M^l whose entries
+are 0 or 1/(1 − p); the chain rule then gives Δ^l = W^{l+1}ᵀ Δ^{l+1} ⊙ M^l ⊙ g′(Z^l).
 `_forward` and `_backward` are pure and unchecked; `forward` and `backward` check their
 arguments outside `jit` and then call the jitted versions.
 """
@@ -20,7 +25,7 @@ import jax.numpy as jnp
 
 from jaxbp import validate
 from jaxbp.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
-from jaxbp.losses import LOSS_GRADIENTS, cost
+from jaxbp.losses import LOSS_GRADIENTS, cost, example_scale
 
 
 class Cache(NamedTuple):
@@ -28,6 +33,8 @@ class Cache(NamedTuple):
 
     A: tuple  # (A^0 = X, A^1, ..., A^L), A^l of shape (n_l, m)
     Z: tuple  # (None, Z^1, ..., Z^L), Z^l of shape (n_l, m); Z^0 does not exist
+    # (None, M^1, ..., M^{L-1}): inverted-dropout masks (entries 0 or 1/(1 − p)); () for none
+    M: tuple = ()
 
 
 def matmul(net, P, Q):
@@ -39,13 +46,30 @@ def matmul(net, P, Q):
     return jnp.matmul(P.astype(bf16), Q.astype(bf16), preferred_element_type=jnp.float32)
 
 
-def _forward(net, params, X):
+def transposed(net, W):
+    """W^lᵀ for the backward matmul Δ^{l-1} = W^lᵀ Δ^l, as its own row-major array on CPU.
+
+    XLA's CPU backend multiplies a transposed left operand (contracting W's rows) far slower
+    than a plain one: 280-320 vs 430-460 GFLOP/s (float32) on our 2-core benchmark machine.
+    Materialising Wᵀ first (an O(n_l n_{l-1}) copy, against the O(n_l n_{l-1} m) matmul) and
+    keeping XLA from folding it back into the dot with an optimization barrier recovers most
+    of that. GPUs transpose inside the matmul for free, so there W is used as it is.
+    """
+    if jax.default_backend() != "cpu":
+        return W.T
+    dtype = W.dtype if net.matmul_dtype is None else jnp.dtype(net.matmul_dtype)
+    return jax.lax.optimization_barrier(W.T.astype(dtype))
+
+
+def _forward(net, params, X, M=()):
     A, Z = [X], [None]
     for l, (W, b) in enumerate(params, start=1):
         g = OUTPUTS[net.output] if l == net.L else ACTIVATIONS[net.hidden]
         Z.append(matmul(net, W, A[l - 1]) + b)  # Z^l = W^l A^{l-1} + b^l     (n_l, m)
         A.append(g(Z[l]))  # A^l = g(Z^l)                                       (n_l, m)
-    return A[net.L], Cache(tuple(A), tuple(Z))
+        if M and l < net.L:
+            A[l] = A[l] * M[l]  # A^l = g(Z^l) ⊙ M^l (inverted dropout)          (n_l, m)
+    return A[net.L], Cache(tuple(A), tuple(Z), tuple(M))
 
 
 def _output_delta(output, Z_L, A_L, G):
@@ -58,16 +82,16 @@ def _output_delta(output, Z_L, A_L, G):
     return G  # identity: g′ = 1
 
 
-def _backward(net, params, cache, Y):
-    A, Z, L = cache.A, cache.Z, net.L
-    m = Y.shape[1]
-    J = cost(net.output, net.loss, Z[L], A[L], Y, m)
+def _backward(net, params, cache, Y, weights=None):
+    A, Z, M, L = cache.A, cache.Z, cache.M, net.L
+    s = example_scale(Y.shape[1], weights)  # 1/m, or w_i / Σw per column        (1, m)
+    J = cost(net.output, net.loss, Z[L], A[L], Y, s)
     if net.natural:
-        delta = (A[L] - Y) / m  # Δ^L = A^L − Y, with the cost's 1/m folded in      (n_L, m)
+        delta = (A[L] - Y) * s  # Δ^L = A^L − Y, with the cost's 1/m folded in      (n_L, m)
     else:
-        G = LOSS_GRADIENTS[net.loss](A[L], Y, m)  # ∂J/∂A^L, 1/m included             (n_L, m)
+        G = LOSS_GRADIENTS[net.loss](A[L], Y) * s  # ∂J/∂A^L, 1/m included           (n_L, m)
         delta = _output_delta(net.output, Z[L], A[L], G)  # Δ^L = ∂J/∂A^L ⊙ g′(Z^L)    (n_L, m)
-    g_prime = DERIVATIVES[net.hidden]
+    g, g_prime = ACTIVATIONS[net.hidden], DERIVATIVES[net.hidden]
     grads = [None] * L
     for l in range(L, 0, -1):
         W = params[l - 1][0]
@@ -75,8 +99,12 @@ def _backward(net, params, cache, Y):
         db = jnp.sum(delta, axis=1, keepdims=True)  # db^l = (1/m) Δ^l 1             (n_l, 1)
         grads[l - 1] = (dW.astype(W.dtype), db.astype(W.dtype))
         if l > 1:  # Δ^0 is never needed: X is data, not a parameter
-            # Δ^{l-1} = W^lᵀ Δ^l ⊙ g′(Z^{l-1})                                      (n_{l-1}, m)
-            delta = matmul(net, W.T, delta) * g_prime(Z[l - 1], A[l - 1])
+            back = matmul(net, transposed(net, W), delta)  # W^lᵀ Δ^l               (n_{l-1}, m)
+            if M:  # A^{l-1} holds g(Z^{l-1}) ⊙ M^{l-1}: g′ needs g(Z^{l-1}) itself
+                back = back * M[l - 1]
+                delta = back * g_prime(Z[l - 1], g(Z[l - 1]))  # Δ^{l-1}: ⊙ M ⊙ g′(Z^{l-1})
+            else:
+                delta = back * g_prime(Z[l - 1], A[l - 1])  # Δ^{l-1} = W^lᵀ Δ^l ⊙ g′(Z^{l-1})
     return J, jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(grads))
 
 
@@ -100,13 +128,14 @@ def forward(net, params, X):
     return _forward_jit(net, params, X)
 
 
-def backward(net, params, cache, Y):
+def backward(net, params, cache, Y, sample_weight=None):
     """The backward pass: the cost and its gradient with respect to every parameter.
 
     Arguments:
         net, params: as for `forward`.
         cache: the `Cache` that `forward(net, params, X)` returned.
         Y: targets, shape (n_L, m): {0, 1} for bce, one-hot columns for cross_entropy.
+        sample_weight: optional weights w ≥ 0 of shape (m,): J = Σ_i w_i ℓ_i / Σ_i w_i.
 
     Returns:
         (J, grads): the scalar cost and a pytree with the structure, shapes and dtypes of
@@ -115,4 +144,5 @@ def backward(net, params, cache, Y):
     params = validate.params(net, params)
     cache = validate.cache(net, params, cache)
     Y = validate.targets(net, params, Y, m=cache.A[0].shape[1])
-    return _backward_jit(net, params, cache, Y)
+    weights = validate.sample_weight(params, sample_weight, m=Y.shape[1])
+    return _backward_jit(net, params, cache, Y, weights)

@@ -9,15 +9,16 @@ from jaxbp.backprop import _backward, _forward
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
-def train_step_jit(net, opt, params, state, X, Y):
-    """The unchecked jitted step behind `train_step`, for callers that validated their data."""
+def train_step_jit(net, opt, params, state, X, Y, weights=None):
+    """The unchecked jitted step behind `train_step`, for callers that validated their data.
+    `weights`, if given, has shape (1, m)."""
     _, cache = _forward(net, params, X)  # Z^l, A^l for l = 1..L
-    J, grads = _backward(net, params, cache, Y)  # J and (dW^l, db^l) for l = 1..L
+    J, grads = _backward(net, params, cache, Y, weights)  # J and (dW^l, db^l) for l = 1..L
     params, state = opt.update(grads, state, params)
     return params, state, J
 
 
-def train_step(net, opt, params, state, X, Y):
+def train_step(net, opt, params, state, X, Y, sample_weight=None):
     """One step of training on the batch X: returns (params, state, J).
 
     Arguments:
@@ -26,6 +27,7 @@ def train_step(net, opt, params, state, X, Y):
         params: (W^l, b^l) pairs as from `init`; donated, so the arrays passed in are consumed.
         state: `opt.init(params)` or the state a previous step returned; donated.
         X: inputs (n_0, m), one example per column; Y: targets (n_L, m).
+        sample_weight: optional weights (m,) ≥ 0; the cost becomes Σ w_i ℓ_i / Σ w_i.
 
     Returns:
         The updated params and state, and the cost J of the batch before the update.
@@ -37,4 +39,5 @@ def train_step(net, opt, params, state, X, Y):
     optim.check(opt, state, params)
     X = validate.inputs(net, params, X)
     Y = validate.targets(net, params, Y, m=X.shape[1])
-    return train_step_jit(net, opt, params, state, X, Y)
+    weights = validate.sample_weight(params, sample_weight, m=X.shape[1])
+    return train_step_jit(net, opt, params, state, X, Y, weights)

@@ -180,6 +180,24 @@ def targets(net, params, Y, m, name="Y"):
     return _cast(Y, param_dtype(params))
 
 
+def sample_weight(params, w, m, name="sample_weight"):
+    """None, or weights of shape (m,) (or (1, m)), finite, ≥ 0, not all 0: returned (1, m)."""
+    if w is None:
+        return None
+    w = _as_array(name, w)
+    if tuple(w.shape) not in ((m,), (1, m)):
+        raise ValueError(f"{name}: expected shape ({m},), one weight per example, "
+                         f"got {tuple(w.shape)}")
+    if not isinstance(w, jax.core.Tracer):
+        values = np.asarray(w, np.float64)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name}: expected finite values, got NaN or inf")
+        if np.any(values < 0) or not np.any(values > 0):
+            raise ValueError(f"{name}: expected weights >= 0 with a positive sum, "
+                             f"got min {values.min():g} and sum {values.sum():g}")
+    return _cast(w, param_dtype(params)).reshape(1, m)
+
+
 def cache(net, params, cache):
     """A `Cache` from `forward` for this net: A^0..A^L and Z^1..Z^L of shape (n_l, m)."""
     from jaxbp.backprop import Cache  # here, not at the top: backprop imports this module

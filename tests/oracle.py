@@ -27,18 +27,27 @@ OUTPUT_G = {
 }
 
 
-def oracle_cost(net, params, X, Y):
+def oracle_cost(net, params, X, Y, weights=None, masks=None):
     """J from the definitions: the plain forward pass, then the loss of A^L.
 
     log a and log(1 − a) come from the logits for the two natural pairs (log_sigmoid,
     log_softmax), so a saturated output costs no precision; other pairs take logs of A^L as
-    their definition says (and are non-finite where A^L reaches 0 or 1)."""
+    their definition says (and are non-finite where A^L reaches 0 or 1).
+    weights (m,): J = Σ w_i ℓ_i / Σ w_i. masks: {l: M^l} multiplies A^l (dropout)."""
     A = X
     for l, (W, b) in enumerate(params, start=1):
         g = OUTPUT_G[net.output] if l == net.L else HIDDEN_G[net.hidden]
         Z = W @ A + b
         A = g(Z)
+        if masks is not None and l in masks:
+            A = A * masks[l]
     m = X.shape[1]
+    if weights is not None:  # the weighted mean as a sum over scaled columns
+        s = weights / jnp.sum(weights)
+        return sum(oracle_cost(net, params, X[:, i : i + 1], Y[:, i : i + 1], None,
+                               None if masks is None else {k: v[:, i : i + 1]
+                                                           for k, v in masks.items()}) * s[i]
+                   for i in range(m))
     if net.loss == "mse":
         return 0.5 * jnp.sum((A - Y) ** 2) / m
     if (net.output, net.loss) == ("sigmoid", "bce"):
@@ -52,11 +61,11 @@ def oracle_cost(net, params, X, Y):
     return -jnp.sum(jnp.where(Y > 0, log_a, log_1ma)) / m  # bce, Y in {0, 1}
 
 
-def oracle(net, params, X, Y):
+def oracle(net, params, X, Y, weights=None, masks=None):
     """(J, grads) by jax.grad, at the highest matmul precision so TF32 can neither hide nor
     fake an error on a GPU."""
     with jax.default_matmul_precision("highest"):
-        return _oracle_jit(net, params, X, Y)
+        return _oracle_jit(net, params, X, Y, weights, masks)
 
 
 _oracle_jit = jax.jit(jax.value_and_grad(oracle_cost, argnums=1), static_argnums=0)

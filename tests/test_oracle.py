@@ -115,3 +115,38 @@ def test_hypothesis_shapes_and_values(data, sizes, m, hidden, pair):
     assume(all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(want)))
     _, cache = jaxbp.forward(net, params, X)
     assert_matches(jaxbp.backward(net, params, cache, Y), want, "float64")
+
+
+@pytest.mark.parametrize(("hidden", "output"), [("tanh", "softmax"), ("relu", "sigmoid"),
+                                                ("gelu", "identity")])
+def test_sample_weights(hidden, output):
+    """J = Σ w_i ℓ_i / Σ w_i; zero weights drop an example (how fit pads a ragged batch)."""
+    net = jaxbp.MLP((4, 5, 3, N_L), hidden=hidden, output=output)
+    params, X, Y = make_problem(net, 9, "float64", seed=3)
+    w = jnp.asarray([0.5, 2.0, 0.0, 1.0, 3.0, 0.0, 1.5, 1.0, 0.25])
+    _, cache = jaxbp.forward(net, params, X)
+    got = jaxbp.backward(net, params, cache, Y, sample_weight=w)
+    assert_matches(got, oracle(net, params, X, Y, weights=w), "float64")
+    # Weight 0 is the same as leaving the example out.
+    keep = np.flatnonzero(np.asarray(w))
+    _, cache_kept = jaxbp.forward(net, params, X[:, keep])
+    J_kept, grads_kept = jaxbp.backward(net, params, cache_kept, Y[:, keep],
+                                        sample_weight=w[keep])
+    np.testing.assert_allclose(float(got[0]), float(J_kept), rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(grads_kept), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid", "gelu"])
+def test_dropout_with_a_fixed_mask(hidden):
+    """Inverted dropout: A^l = g(Z^l) ⊙ M^l forward, Δ^l ⊙ M^l backward, against jax.grad of
+    the same masked forward."""
+    net = jaxbp.MLP((4, 6, 5, N_L), hidden=hidden, output="softmax")
+    params, X, Y = make_problem(net, 7, "float64", seed=4)
+    p = 0.3
+    rng = np.random.default_rng(4)
+    masks = {l: jnp.asarray((rng.random((n, 7)) > p) / (1 - p))
+             for l, n in ((1, 6), (2, 5))}
+    _, cache = jaxbp.backprop._forward(net, params, X, (None, masks[1], masks[2]))
+    got = jaxbp.backprop._backward(net, params, cache, Y)
+    assert_matches(got, oracle(net, params, X, Y, masks=masks), "float64")

@@ -1,0 +1,385 @@
+"""`fit`: mini-batch training with every epoch compiled as one `lax.scan` over its batches.
+
+Per epoch, on the device: shuffle the columns with a key derived from (key, epoch), pad the
+last batch with zero-weight columns (a ragged batch is trained on, not dropped: its padding
+weighs nothing), then scan the hand-written step over the batches. Between epochs, in Python:
+validation, history, early stopping, the learning-rate schedule, the progress bar, the
+callback and checkpoints.
+
+User data is row-major, as in NumPy and scikit-learn: X of shape (m, n_0), one example per
+row. It is transposed once, here, to the engine's column-major layout.
+"""
+
+import dataclasses
+import functools
+import math
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp import optim, validate
+from jaxbp.backprop import _backward, _forward
+from jaxbp.model import MLP, init
+
+SCHEDULES = ("constant", "step", "cosine", "invscaling")
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite cost."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Learning rate per epoch e = 0, 1, ...:
+    constant:   lr
+    step:       lr · gamma^⌊e / step_size⌋
+    cosine:     lr_min + (lr − lr_min)(1 + cos(π e / epochs)) / 2
+    invscaling: lr / (t + 1)^power_t, t = examples seen before epoch e (scikit-learn's rule)
+    """
+
+    kind: str = "constant"
+    gamma: float = 0.1
+    step_size: int = 30
+    lr_min: float = 0.0
+    power_t: float = 0.5
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {self.kind!r}")
+        if self.step_size < 1:
+            raise ValueError(f"schedule.step_size: expected an int >= 1, got {self.step_size}")
+
+    def __call__(self, lr, epoch, epochs, examples_seen):
+        if self.kind == "step":
+            return lr * self.gamma ** (epoch // self.step_size)
+        if self.kind == "cosine":
+            return self.lr_min + (lr - self.lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+        if self.kind == "invscaling":
+            return lr / (examples_seen + 1) ** self.power_t
+        return lr
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What `fit` returns. `history` maps a name to one value per epoch run: epoch, lr,
+    train_cost, and with validation data val_cost and val_score (accuracy or R²)."""
+
+    params: Any
+    opt_state: Any
+    history: dict
+    epochs_run: int
+    best_epoch: int | None
+    stopped_early: bool
+    key: Any
+
+
+# --- data at the boundary ----------------------------------------------------------------------
+def targets_from_labels(net, y, name="y"):
+    """Row-major labels -> column-major targets Y (n_L, m), checked for the net's loss.
+
+    softmax: class ids (m,) in 0..n_L−1, or one-hot rows (m, n_L). sigmoid: {0, 1} of shape (m,)
+    when n_L = 1, or (m, n_L) for several independent labels. identity: (m,) when n_L = 1, or
+    (m, n_L)."""
+    y = np.asarray(y)
+    n_L = net.sizes[-1]
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numeric labels (encode strings first, or use "
+                        f"jaxbp.sklearn's estimators), got dtype {y.dtype}")
+    if net.loss == "cross_entropy" and y.ndim == 1:
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0 or \
+                y.max() >= n_L:
+            raise ValueError(f"{name}: expected class ids in 0..{n_L - 1} for {n_L} softmax "
+                             f"outputs, got values from {y.min()} to {y.max()}")
+        return np.eye(n_L)[y.astype(int)].T
+    if y.ndim == 1 and n_L == 1:
+        return y[None, :].astype(np.float64)
+    if y.ndim == 2 and y.shape[1] == n_L:
+        return y.T.astype(np.float64)
+    raise ValueError(f"{name}: expected shape (m,) or (m, {n_L}) for n_L = {n_L} outputs, "
+                     f"got {y.shape}")
+
+
+def _rows(name, X, n_0):
+    X = np.asarray(X) if not isinstance(X, jax.Array) else X
+    if X.ndim != 2 or X.shape[1] != n_0 or X.shape[0] < 1:
+        hint = "; column-major (n_0, m) data needs X.T here" if (
+            X.ndim == 2 and X.shape[0] == n_0) else ""
+        raise ValueError(f"{name}: expected row-major shape (m, n_0) = (m, {n_0}) with m >= 1, "
+                         f"one example per row, got {tuple(X.shape)}{hint}")
+    return X
+
+
+def _positive_int(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
+    return int(v)
+
+
+def _fraction(name, v, high=1.0):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < high:
+        raise ValueError(f"{name}: expected a number in [0, {high}), got {v!r}")
+    return float(v)
+
+
+# --- the compiled epoch -----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Static:
+    batch_size: int
+    shuffle: bool
+    dropout: float
+    alpha: float
+
+
+def _dropout_masks(net, key, p, m, dtype):
+    if p == 0.0:
+        return ()
+    keys = jax.random.split(key, net.L)
+    keep = [jax.random.bernoulli(keys[l], 1.0 - p, (net.sizes[l], m)) for l in range(1, net.L)]
+    return (None, *[k.astype(dtype) / (1.0 - p) for k in keep])
+
+
+def _batch_step(net, opt, cfg, params, state, x, y, w, valid, key, lr):
+    """One mini-batch step: forward (with dropout masks), hand-written backward, L2, update."""
+    masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
+    _, cache = _forward(net, params, x, masks)
+    J, grads = _backward(net, params, cache, y, w[None, :])
+    if cfg.alpha > 0.0:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n real examples
+        n = jnp.maximum(jnp.sum(valid), 1.0)
+        J = J + 0.5 * cfg.alpha / n * sum(jnp.sum(W * W) for W, _ in params)
+        grads = tuple((dW + (cfg.alpha / n) * W, db)
+                      for (dW, db), (W, _) in zip(grads, params, strict=True))
+    params, state = opt.update(grads, state, params, lr=lr)
+    return params, state, J
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
+def _epoch(net, opt, cfg, params, state, X, Y, weights, key, lr):
+    """One epoch: shuffle, pad to whole batches with zero weights, scan the step over them.
+    Returns (params, state, weighted mean of the batch costs)."""
+    m, b = X.shape[1], cfg.batch_size
+    nb = -(-m // b)
+    k_perm, k_drop = jax.random.split(key)
+    order = jax.random.permutation(k_perm, m) if cfg.shuffle else jnp.arange(m)
+    pad = nb * b - m
+    idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])  # padding repeats column 0...
+    valid = jnp.concatenate([jnp.ones(m, X.dtype), jnp.zeros(pad, X.dtype)])  # ...weighing 0
+    w = weights[idx] * valid
+
+    def split(A):  # (n, nb·b) -> (nb, n, b): batch i is columns i·b .. i·b + b − 1
+        return A[:, idx].reshape(A.shape[0], nb, b).transpose(1, 0, 2)
+
+    def body(carry, batch):
+        params, state = carry
+        x, y, wb, vb, i = batch
+        params, state, J = _batch_step(net, opt, cfg, params, state, x, y, wb, vb,
+                                       jax.random.fold_in(k_drop, i), lr)
+        return (params, state), (J, jnp.sum(wb))
+
+    batches = (split(X), split(Y), w.reshape(nb, b), valid.reshape(nb, b), jnp.arange(nb))
+    (params, state), (costs, batch_weights) = jax.lax.scan(body, (params, state), batches)
+    return params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _evaluate(net, params, X, Y):
+    """(mean cost, score) on column-major data: accuracy for sigmoid/softmax, R² for identity."""
+    A_L, cache = _forward(net, params, X)
+    J, _ = _backward(net, params, cache, Y)
+    if net.output == "softmax":
+        score = jnp.mean(jnp.argmax(A_L, axis=0) == jnp.argmax(Y, axis=0))
+    elif net.output == "sigmoid":
+        score = jnp.mean((A_L > 0.5) == (Y > 0.5))
+    else:
+        ss_res = jnp.sum((Y - A_L) ** 2)
+        ss_tot = jnp.sum((Y - jnp.mean(Y, axis=1, keepdims=True)) ** 2)
+        score = 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0)
+    return J, score
+
+
+def evaluate(net, params, X, y):
+    """Mean cost and score (accuracy, or R² for an identity output) on row-major data."""
+    params = validate.params(net, params)
+    X = validate.inputs(net, params, _rows("X", X, net.sizes[0]).T)
+    Y = validate.targets(net, params, targets_from_labels(net, y), m=X.shape[1])
+    J, score = _evaluate(net, params, X, Y)
+    return {"cost": float(J), "score": float(score)}
+
+
+def predict(net, params, X):
+    """A^L for row-major X, returned row-major: shape (m, n_L)."""
+    params = validate.params(net, params)
+    X = validate.inputs(net, params, _rows("X", X, net.sizes[0]).T)
+    return _forward_rows(net, params, X)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward_rows(net, params, X):
+    return _forward(net, params, X)[0].T
+
+
+# --- the loop -----------------------------------------------------------------------------------
+def _as_key(key):
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r:.60}")
+
+
+def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
+        opt_state=None, sample_weight=None, validation_fraction=0.0, validation_data=None,
+        early_stopping=False, patience=10, min_delta=1e-4, restore_best=True, alpha=0.0,
+        schedule="constant", dropout=0.0, shuffle=True, callback=None, progress=None,
+        start_epoch=0, history=None, checkpoint=None):
+    """Train `net` on row-major data with mini-batches; each epoch is one compiled `lax.scan`.
+
+    Arguments:
+        net: an `MLP`.
+        X: inputs (m, n_0), one example per row. y: labels (m,) or targets (m, n_L) (see
+            `targets_from_labels`).
+        opt: an optimizer from `jaxbp.optim` (default: Adam, lr 1e-3).
+        epochs: epochs to run (counting from `start_epoch`). batch_size: default min(200, m).
+        key: int seed or PRNG key. Epoch e shuffles and draws dropout masks with
+            fold_in(key, e), so a resumed run repeats the uninterrupted one exactly.
+        params, opt_state: start from these (default: `init(net, key)` and `opt.init`); used
+            by warm starts and resumed runs. They are donated to the compiled epoch.
+        sample_weight: (m,) weights ≥ 0: each batch's cost is Σ w ℓ / Σ w.
+        validation_fraction: hold out this fraction of (X, y), chosen with the key, for
+            validation; or give validation_data=(X_val, y_val).
+        early_stopping: stop when the monitored cost (validation cost if there is validation
+            data, else training cost) has not improved by min_delta for `patience` epochs;
+            with restore_best, return the best epoch's params.
+        alpha: L2 penalty as scikit-learn defines it: J + α/(2n) Σ_l ||W^l||² per batch of n.
+        schedule: "constant", "step", "cosine", "invscaling", or a `Schedule`.
+        dropout: inverted-dropout probability p on hidden layers during training.
+        callback: called as callback(record) after every epoch with that epoch's history
+            record (a dict); returning True stops training.
+        progress: show a tqdm bar (default: when stderr is a terminal).
+        checkpoint: optional callable(result_so_far, epoch) called after each epoch; the CLI
+            uses it to write checkpoints.
+
+    Returns:
+        A `FitResult`. Raises `DivergenceError` naming the epoch if the cost stops being finite.
+    """
+    if not isinstance(net, MLP):
+        raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
+    opt = optim.adam(1e-3) if opt is None else opt
+    if not isinstance(opt, optim.OPTIMIZERS):
+        raise TypeError(f"opt: expected an optimizer from jaxbp.optim, got {type(opt).__name__}")
+    epochs = _positive_int("epochs", epochs)
+    key = _as_key(key)
+    X = _rows("X", X, net.sizes[0])
+    Y = targets_from_labels(net, y)
+    if Y.shape[1] != X.shape[0]:
+        raise ValueError(f"y: expected {X.shape[0]} labels, one per row of X, got {Y.shape[1]}")
+    m = X.shape[0]
+    w = np.ones(m) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise ValueError(f"sample_weight: expected {m} finite weights >= 0, not all 0, got "
+                         f"shape {w.shape}")
+    validation_fraction = _fraction("validation_fraction", validation_fraction)
+    dropout = _fraction("dropout", dropout)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+        raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
+    patience = _positive_int("patience", patience)
+    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+
+    X_val = Y_val = None
+    if validation_data is not None:
+        X_val = _rows("validation_data[0]", validation_data[0], net.sizes[0])
+        Y_val = targets_from_labels(net, validation_data[1], name="validation_data[1]")
+    elif validation_fraction > 0:
+        n_val = max(1, round(validation_fraction * m))
+        if n_val >= m:
+            raise ValueError(f"validation_fraction: {validation_fraction} leaves no training "
+                             f"examples of {m}")
+        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 2**31 - 1), m))
+        val, train = perm[:n_val], perm[n_val:]
+        X_val, Y_val, X, Y, w = X[val], Y[:, val], X[train], Y[:, train], w[train]
+        m = X.shape[0]
+
+    batch_size = min(200, m) if batch_size is None else _positive_int("batch_size", batch_size)
+    batch_size = min(batch_size, m)
+    if params is None:
+        params = init(net, jax.random.fold_in(key, 2**31 - 2))
+    params = validate.params(net, params)
+    dtype = validate.param_dtype(params)
+    Xc = validate.inputs(net, params, X.T)  # the one transpose to column-major
+    Yc = validate.targets(net, params, Y, m=m)
+    wc = jnp.asarray(w, dtype)
+    if X_val is not None:
+        Xv = validate.inputs(net, params, X_val.T, name="validation X")
+        Yv = validate.targets(net, params, Y_val, m=Xv.shape[1], name="validation y")
+    state = opt.init(params) if opt_state is None else opt_state
+    optim.check(opt, state, params)
+    params, state = jax.tree.map(jnp.copy, (params, state))  # the epochs donate these
+    cfg = _Static(batch_size, bool(shuffle), dropout, float(alpha))
+
+    history = {k: list(v) for k, v in (history or {}).items()}
+    for k in ("epoch", "lr", "train_cost", "seconds") + (("val_cost", "val_score")
+                                                         if X_val is not None else ()):
+        history.setdefault(k, [])
+    monitor = "val_cost" if X_val is not None else "train_cost"
+    best, best_epoch, best_params, waited = math.inf, None, None, 0
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="fit", unit="epoch", leave=True)
+    stopped_early, epoch = False, start_epoch - 1
+    try:
+        for epoch in range(start_epoch, start_epoch + epochs):
+            t0 = time.perf_counter()
+            lr = schedule(opt.lr, epoch, start_epoch + epochs, epoch * m)
+            params, state, J = _epoch(net, opt, cfg, params, state, Xc, Yc, wc,
+                                      jax.random.fold_in(key, epoch), jnp.asarray(lr, dtype))
+            J = float(J)
+            if not math.isfinite(J):
+                raise DivergenceError(
+                    f"epoch {epoch}: the training cost became {J}; try a smaller learning "
+                    f"rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
+            record = {"epoch": epoch, "lr": lr, "train_cost": J}
+            if X_val is not None:
+                val_cost, val_score = _evaluate(net, params, Xv, Yv)
+                record |= {"val_cost": float(val_cost), "val_score": float(val_score)}
+            record["seconds"] = time.perf_counter() - t0
+            for k, v in record.items():
+                history[k].append(v)
+            current = record[monitor]
+            if current < best - min_delta:
+                best, best_epoch, waited = current, epoch, 0
+                if early_stopping and restore_best:
+                    best_params = jax.tree.map(jnp.copy, params)
+            else:
+                waited += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
+                                 if k in ("train_cost", "val_cost", "val_score")})
+            result = FitResult(params, state, history, epoch - start_epoch + 1, best_epoch,
+                               False, key)
+            if checkpoint is not None:
+                checkpoint(result, epoch)
+            if callback is not None and callback(dict(record)) is True:
+                break
+            if early_stopping and waited >= patience:
+                stopped_early = True
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if stopped_early and restore_best and best_params is not None:
+        params = best_params
+    return FitResult(params, state, history, epoch - start_epoch + 1, best_epoch, stopped_early,
+                     key)
+

@@ -1,0 +1,180 @@
+"""fit: the compiled epoch equals plain train_step calls; ragged batches, weights, L2,
+determinism, resuming, validation, early stopping, schedules, divergence, callbacks."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxbp
+
+NET = jaxbp.MLP((2, 6, 3), hidden="tanh", output="softmax")
+RTOL = 1e-12  # float64; the same arithmetic in the same order, so agreement is to rounding
+
+
+def blobs(m=60, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, m)
+    centers = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+    return centers[labels] + 0.6 * rng.normal(size=(m, 2)), labels
+
+
+def params0():
+    return jaxbp.init(NET, jax.random.key(5), dtype="float64")
+
+
+def assert_same(a, b, rtol=RTOL):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-15)
+
+
+def test_epoch_equals_train_steps_with_ragged_last_batch():
+    X, y = blobs(10)
+    opt = jaxbp.optim.sgd(0.3, momentum=0.9)
+    res = jaxbp.fit(NET, X, y, opt=opt, epochs=1, batch_size=4, shuffle=False,
+                    params=params0(), progress=False)
+    p, s = params0(), opt.init(params0())
+    Y = np.eye(3)[y].T
+    costs, sizes = [], []
+    for cols in (slice(0, 4), slice(4, 8), slice(8, 10)):  # the last batch holds 2 examples
+        p, s, J = jaxbp.train_step(NET, opt, p, s, X[cols].T, Y[:, cols])
+        costs.append(float(J))
+        sizes.append(cols.stop - cols.start)
+    assert_same(res.params, p)
+    assert_same(res.opt_state, s)
+    np.testing.assert_allclose(res.history["train_cost"][0], np.average(costs, weights=sizes),
+                               rtol=RTOL)
+
+
+def test_sample_weight_integer_weights_equal_repeated_rows():
+    X, y = blobs(12)
+    w = np.array([1, 2, 1, 3, 1, 1, 2, 1, 1, 1, 2, 1])
+    opt = jaxbp.optim.sgd(0.5)
+    kw = dict(opt=opt, epochs=3, shuffle=False, params=params0(), progress=False)
+    weighted = jaxbp.fit(NET, X, y, batch_size=12, sample_weight=w, **kw)
+    kw["params"] = params0()
+    repeated = jaxbp.fit(NET, np.repeat(X, w, axis=0), np.repeat(y, w), batch_size=int(w.sum()),
+                         **kw)
+    assert_same(weighted.params, repeated.params, rtol=1e-10)
+
+
+def test_alpha_is_scikit_learns_l2():
+    X, y = blobs(16)
+    alpha = 0.3
+    opt = jaxbp.optim.sgd(0.1)
+    res = jaxbp.fit(NET, X, y, opt=opt, epochs=1, batch_size=16, shuffle=False, alpha=alpha,
+                    params=params0(), progress=False)
+    p = params0()
+    _, cache = jaxbp.forward(NET, p, X.T)
+    J, grads = jaxbp.backward(NET, p, cache, np.eye(3)[y].T)
+    J = float(J) + 0.5 * alpha / 16 * sum(float(jnp.sum(W**2)) for W, _ in p)
+    want = tuple((W - 0.1 * (dW + alpha / 16 * W), b - 0.1 * db)
+                 for (W, b), (dW, db) in zip(p, grads, strict=True))
+    assert_same(res.params, want)
+    np.testing.assert_allclose(res.history["train_cost"][0], J, rtol=RTOL)
+
+
+def test_deterministic_and_resumable():
+    X, y = blobs(50)
+    kw = dict(opt=jaxbp.optim.adam(0.05), batch_size=8, key=11, dropout=0.2, progress=False)
+    a = jaxbp.fit(NET, X, y, epochs=6, params=params0(), **kw)
+    b = jaxbp.fit(NET, X, y, epochs=6, params=params0(), **kw)
+    for x1, x2 in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        assert np.array_equal(x1, x2)  # bit for bit
+    first = jaxbp.fit(NET, X, y, epochs=3, params=params0(), **kw)
+    rest = jaxbp.fit(NET, X, y, epochs=3, params=first.params, opt_state=first.opt_state,
+                     start_epoch=3, history=first.history, **kw)
+    for x1, x2 in zip(jax.tree.leaves(a.params), jax.tree.leaves(rest.params), strict=True):
+        assert np.array_equal(x1, x2)
+    assert rest.history["train_cost"] == a.history["train_cost"]
+    assert rest.history["epoch"] == list(range(6))
+
+
+def test_learns_with_validation_and_history():
+    X, y = blobs(300)
+    res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.adam(0.02), epochs=30, batch_size=32,
+                    validation_fraction=0.2, progress=False)
+    h = res.history
+    assert set(h) >= {"epoch", "lr", "train_cost", "val_cost", "val_score", "seconds"}
+    assert all(len(v) == 30 for v in h.values())
+    assert h["train_cost"][-1] < 0.5 * h["train_cost"][0]
+    assert h["val_score"][-1] > 0.9
+    ev = jaxbp.evaluate(NET, res.params, X, y)
+    assert ev["score"] > 0.9
+    proba = np.asarray(jaxbp.predict(NET, res.params, X))
+    assert proba.shape == (300, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_early_stopping_restores_best():
+    X, y = blobs(200)
+    Xv, yv = blobs(100, seed=1)
+    yv = (yv + 1) % 3  # validation labels that training can only get worse at
+    res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.adam(0.05), epochs=100, batch_size=50,
+                    validation_data=(Xv, yv), early_stopping=True, patience=3,
+                    params=params0(), progress=False)
+    assert res.stopped_early and res.epochs_run < 100
+    best = res.best_epoch
+    assert res.history["val_cost"][best] == min(res.history["val_cost"])
+    ev = jaxbp.evaluate(NET, res.params, Xv, yv)
+    np.testing.assert_allclose(ev["cost"], res.history["val_cost"][best], rtol=1e-10)
+
+
+def test_schedules():
+    s = jaxbp.Schedule
+    assert s("constant")(0.1, 7, 10, 0) == 0.1
+    assert s("step", gamma=0.5, step_size=3)(0.1, 7, 10, 0) == pytest.approx(0.1 * 0.25)
+    assert s("cosine")(0.1, 0, 10, 0) == pytest.approx(0.1)
+    assert s("cosine")(0.1, 5, 10, 0) == pytest.approx(0.05)
+    assert s("invscaling", power_t=0.5)(0.1, 2, 10, 99) == pytest.approx(0.01)
+    X, y = blobs(20)
+    res = jaxbp.fit(NET, X, y, epochs=4, schedule=s("step", gamma=0.5, step_size=1),
+                    opt=jaxbp.optim.sgd(0.2), progress=False)
+    assert res.history["lr"] == pytest.approx([0.2, 0.1, 0.05, 0.025])
+
+
+def test_divergence_names_the_epoch():
+    net = jaxbp.MLP((2, 8, 1), hidden="relu", output="identity")
+    X, _ = blobs(40)
+    y = 1e3 * X[:, 0]
+    with pytest.raises(jaxbp.DivergenceError, match=r"epoch \d+.*smaller learning rate"):
+        jaxbp.fit(net, X, y, opt=jaxbp.optim.sgd(10.0), epochs=50, progress=False)
+
+
+def test_callback_can_stop_and_sees_records():
+    X, y = blobs(30)
+    seen = []
+
+    def watch(record):
+        seen.append(record)
+        return record["epoch"] == 2
+
+    res = jaxbp.fit(NET, X, y, epochs=10, callback=watch, progress=False)
+    assert res.epochs_run == 3 and [r["epoch"] for r in seen] == [0, 1, 2]
+    assert all(math.isfinite(r["train_cost"]) for r in seen)
+
+
+def test_bad_arguments():
+    X, y = blobs(20)
+    with pytest.raises(ValueError, match=r"X: expected row-major shape \(m, n_0\) = \(m, 2\)"):
+        jaxbp.fit(NET, X.T, y, progress=False)
+    with pytest.raises(ValueError, match="y: expected 20 labels"):
+        jaxbp.fit(NET, X, y[:-1], progress=False)
+    with pytest.raises(ValueError, match=r"class ids in 0\.\.2"):
+        jaxbp.fit(NET, X, y + 1, progress=False)
+    with pytest.raises(TypeError, match="y: expected numeric labels"):
+        jaxbp.fit(NET, X, y.astype(str), progress=False)
+    with pytest.raises(ValueError, match="epochs: expected an int >= 1, got 0"):
+        jaxbp.fit(NET, X, y, epochs=0, progress=False)
+    with pytest.raises(ValueError, match="batch_size: expected an int >= 1, got -3"):
+        jaxbp.fit(NET, X, y, batch_size=-3, progress=False)
+    with pytest.raises(ValueError, match="X: expected finite values"):
+        jaxbp.fit(NET, np.where(X > 1, np.nan, X), y, progress=False)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        jaxbp.fit(NET, X, y, validation_fraction=1.5, progress=False)
+    with pytest.raises(ValueError, match="schedule: expected one of"):
+        jaxbp.fit(NET, X, y, schedule="exp", progress=False)
+    with pytest.raises(ValueError, match="sample_weight"):
+        jaxbp.fit(NET, X, y, sample_weight=-np.ones(20), progress=False)
