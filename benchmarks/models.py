@@ -20,7 +20,7 @@ import numpy as np
 import jaxbp
 from benchmarks.harness import Prepared, compile_timed
 from jaxbp.backprop import _forward
-from jaxbp.losses import cost
+from jaxbp.losses import cost, example_scale
 from jaxbp.step import train_step_jit
 
 NETS = {
@@ -72,7 +72,7 @@ def copy_tree(tree):
 # --- jaxbp and its autodiff twin -------------------------------------------------------------
 def _cost_of(params, net, X, Y):
     A_L, cache = _forward(net, params, X)
-    return cost(net.output, net.loss, cache.Z[net.L], A_L, Y, X.shape[1])
+    return cost(net.output, net.loss, cache.Z[net.L], A_L, Y, example_scale(X.shape[1]))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
