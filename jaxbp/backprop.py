@@ -83,6 +83,13 @@ def _output_delta(output, Z_L, A_L, G):
 
 
 def _backward(net, params, cache, Y, weights=None):
+    J, grads, _ = _backprop(net, params, cache, Y, weights)
+    return J, grads
+
+
+def _backprop(net, params, cache, Y, weights=None):
+    """(J, grads, deltas) with deltas = (None, Δ^1, ..., Δ^L), each carrying the 1/m; the
+    unused Δs cost nothing under jit (XLA drops what no output needs)."""
     A, Z, M, L = cache.A, cache.Z, cache.M, net.L
     s = example_scale(Y.shape[1], weights)  # 1/m, or w_i / Σw per column        (1, m)
     J = cost(net.output, net.loss, Z[L], A[L], Y, s)
@@ -92,8 +99,9 @@ def _backward(net, params, cache, Y, weights=None):
         G = LOSS_GRADIENTS[net.loss](A[L], Y) * s  # ∂J/∂A^L, 1/m included           (n_L, m)
         delta = _output_delta(net.output, Z[L], A[L], G)  # Δ^L = ∂J/∂A^L ⊙ g′(Z^L)    (n_L, m)
     g, g_prime = ACTIVATIONS[net.hidden], DERIVATIVES[net.hidden]
-    grads = [None] * L
+    grads, deltas = [None] * L, [None] * (L + 1)
     for l in range(L, 0, -1):
+        deltas[l] = delta
         W = params[l - 1][0]
         dW = matmul(net, delta, A[l - 1].T)  # dW^l = (1/m) Δ^l A^{l-1}ᵀ            (n_l, n_{l-1})
         db = jnp.sum(delta, axis=1, keepdims=True)  # db^l = (1/m) Δ^l 1             (n_l, 1)
@@ -105,7 +113,8 @@ def _backward(net, params, cache, Y, weights=None):
                 delta = back * g_prime(Z[l - 1], g(Z[l - 1]))  # Δ^{l-1}: ⊙ M ⊙ g′(Z^{l-1})
             else:
                 delta = back * g_prime(Z[l - 1], A[l - 1])  # Δ^{l-1} = W^lᵀ Δ^l ⊙ g′(Z^{l-1})
-    return J, jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(grads))
+    grads = jax.tree.unflatten(jax.tree.structure(params), jax.tree.leaves(grads))
+    return J, grads, tuple(deltas)
 
 
 _forward_jit = jax.jit(_forward, static_argnums=0)
