@@ -1,0 +1,309 @@
+"""The command line: `jaxbp train | evaluate | predict | explain` (also `python -m jaxbp ...`).
+
+Usage: jaxbp COMMAND [--flags]
+
+    jaxbp train                                   # breast_cancer, progress bar, test accuracy
+    jaxbp train --dataset digits --hidden 128,64 --epochs 100 --checkpoint_dir runs/digits
+    jaxbp evaluate --checkpoint runs/digits/checkpoint.npz
+    jaxbp predict --checkpoint runs/digits/checkpoint.npz --input new_rows.csv
+    jaxbp explain                                 # seed 001's worked example, every quantity
+
+`jaxbp train` splits off a test set (stratified, --test_fraction), fits a standardiser on the
+training rows only, trains with a validation split (--validation_fraction), then reports the
+test accuracy (R² for regression) on its last lines and writes the learning-curve plot.
+"""
+
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+from absl import app, flags
+
+COMMANDS = ("train", "evaluate", "predict", "explain")
+ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softplus", "identity"]
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "breast_cancer",
+                    "A built-in dataset (breast_cancer, digits, mnist1d, xor, moons, spirals), "
+                    "or a file: idx:DIR (MNIST/Fashion-MNIST IDX files), csv:PATH, npz:PATH.")
+flags.DEFINE_string("target", None, "Target column of a csv: dataset (required for csv).")
+flags.DEFINE_list("hidden", ["100"], "Hidden layer widths, e.g. 64,32 (empty: no hidden layer).")
+flags.DEFINE_enum("activation", "relu", ACTIVATION_NAMES, "Hidden activation g.")
+flags.DEFINE_enum("output", "auto", ["auto", "sigmoid", "softmax", "identity"],
+                  "Output activation; auto picks sigmoid (2 classes), softmax (more) or identity "
+                  "(regression).")
+flags.DEFINE_enum("optimizer", "adam", ["adam", "adamw", "sgd"], "Optimizer.")
+flags.DEFINE_float("lr", 1e-3, "Learning rate.", lower_bound=0.0)
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0)
+flags.DEFINE_boolean("nesterov", False, "Nesterov momentum (sgd).")
+flags.DEFINE_float("beta1", 0.9, "Adam β1.", lower_bound=0.0, upper_bound=0.999999)
+flags.DEFINE_float("beta2", 0.999, "Adam β2.", lower_bound=0.0, upper_bound=0.999999)
+flags.DEFINE_float("weight_decay", 0.0, "Weight decay (L2 in the gradient; decoupled for adamw).",
+                   lower_bound=0.0)
+flags.DEFINE_float("alpha", 1e-4, "L2 penalty, as scikit-learn's MLP alpha.", lower_bound=0.0)
+flags.DEFINE_float("dropout", 0.0, "Dropout probability on hidden layers.", lower_bound=0.0,
+                   upper_bound=0.95)
+flags.DEFINE_enum("schedule", "constant", ["constant", "step", "cosine", "invscaling"],
+                  "Learning-rate schedule.")
+flags.DEFINE_integer("epochs", 200, "Epochs.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 0, "Batch size; 0 means min(200, training rows).",
+                     lower_bound=0)
+flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffling.")
+flags.DEFINE_float("test_fraction", 0.2, "Held-out test fraction (never used for choices).",
+                   lower_bound=0.0, upper_bound=0.9)
+flags.DEFINE_float("validation_fraction", 0.1, "Validation fraction of the training rows.",
+                   lower_bound=0.0, upper_bound=0.9)
+flags.DEFINE_boolean("early_stopping", True, "Stop when the validation cost stops improving "
+                     "and restore the best weights.")
+flags.DEFINE_integer("patience", 10, "Early-stopping patience, in epochs.", lower_bound=1)
+flags.DEFINE_string("checkpoint_dir", None, "Write checkpoint.npz here: every epoch or every "
+                    "--checkpoint_every seconds, whichever is rarer, and at the end.")
+flags.DEFINE_float("checkpoint_every", 30.0, "Seconds between checkpoints.", lower_bound=0.0)
+flags.DEFINE_string("plot", "learning_curves.png", "PNG of the learning curves ('' for none).")
+flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Parameter and compute dtype.")
+flags.DEFINE_boolean("quiet", False, "No progress bar.")
+flags.DEFINE_string("checkpoint", None, "evaluate/predict: the checkpoint .npz to load.")
+flags.DEFINE_string("input", None, "predict: rows to predict (.csv with a header, or .npy).")
+flags.DEFINE_float("explain_lr", 0.01, "explain: learning rate of the SGD step shown.",
+                   lower_bound=0.0)
+
+
+def _fail(message):
+    raise app.UsageError(message)
+
+
+def _load_dataset():
+    from jaxbp import datasets as data
+
+    spec = FLAGS.dataset
+    if ":" in spec:
+        kind, path = spec.split(":", 1)
+        if kind == "idx":
+            return data.load_idx(path, kind="train"), data.load_idx(path, kind="test")
+        if kind == "csv":
+            if not FLAGS.target:
+                _fail("--target: expected the name of the target column for a csv: dataset")
+            return data.load_csv(path, target=FLAGS.target), None
+        if kind == "npz":
+            return data.load_npz(path), None
+        _fail(f"--dataset: expected idx:DIR, csv:PATH or npz:PATH for a file, got {spec!r}")
+    return data.load(spec, seed=FLAGS.seed), None
+
+
+def _net_for(ds, n_features):
+    import jaxbp
+
+    hidden = tuple(int(h) for h in FLAGS.hidden if h.strip())
+    if ds.task == "regression":
+        output, n_L = "identity", (1 if ds.y.ndim == 1 else ds.y.shape[1])
+    else:
+        n_classes = len(ds.classes)
+        output = "sigmoid" if n_classes == 2 else "softmax"
+        n_L = 1 if output == "sigmoid" else n_classes
+    if FLAGS.output != "auto":
+        output = FLAGS.output
+    return jaxbp.MLP((n_features, *hidden, n_L), hidden=FLAGS.activation, output=output)
+
+
+def _optimizer():
+    from jaxbp import optim
+
+    if FLAGS.optimizer == "sgd":
+        return optim.sgd(FLAGS.lr, momentum=FLAGS.momentum, nesterov=FLAGS.nesterov,
+                         weight_decay=FLAGS.weight_decay)
+    return optim.adam(FLAGS.lr, b1=FLAGS.beta1, b2=FLAGS.beta2,
+                      weight_decay=FLAGS.weight_decay, decoupled=FLAGS.optimizer == "adamw")
+
+
+def plot_history(history, path, title):
+    """Learning curves: costs on the left, the validation score on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(history["epoch"], history["train_cost"], label="train cost")
+    if "val_cost" in history:
+        ax1.plot(history["epoch"], history["val_cost"], label="validation cost")
+        ax2.plot(history["epoch"], history["val_score"], color="C2", label="validation score")
+    ax1.set(xlabel="epoch", ylabel="cost J", yscale="log", title=title)
+    ax2.set(xlabel="epoch", ylabel="accuracy (R² for regression)", title="validation score")
+    ax1.legend()
+    ax2.legend()
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _train():
+    import jax
+
+    import jaxbp
+    from jaxbp import checkpoint as ckpt
+    from jaxbp import datasets as data
+
+    if FLAGS.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    train_ds, test_ds = _load_dataset()
+    if test_ds is None:
+        train_ds, test_ds = data.train_test_split(train_ds, FLAGS.test_fraction, seed=FLAGS.seed)
+    scaler = data.Standardizer().fit(train_ds.X)  # fitted on the training rows only
+    X, X_test = scaler.transform(train_ds.X), scaler.transform(test_ds.X)
+    y, y_test = train_ds.y, test_ds.y
+    net = _net_for(train_ds, X.shape[1])
+    opt = _optimizer()
+    print(f"dataset {FLAGS.dataset}: {len(X)} training rows, {len(X_test)} test rows, "
+          f"{X.shape[1]} features, task {train_ds.task}")
+    print(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
+          f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
+
+    extra = {"dataset": FLAGS.dataset, "task": train_ds.task,
+             "classes": [c.item() if hasattr(c, "item") else c for c in train_ds.classes]
+             if train_ds.classes is not None else None,
+             "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+             "seed": FLAGS.seed, "test_fraction": FLAGS.test_fraction}
+    saver = None
+    if FLAGS.checkpoint_dir:
+        directory = pathlib.Path(FLAGS.checkpoint_dir)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            _fail(f"--checkpoint_dir: cannot create {directory}: {e.strerror}")
+        path = directory / "checkpoint.npz"
+        last = {"t": -math.inf}
+
+        def saver(result, epoch, final=False):
+            if final or time.monotonic() - last["t"] >= FLAGS.checkpoint_every:
+                ckpt.save_checkpoint(path, net=net, params=result.params, opt=opt,
+                                     opt_state=result.opt_state, epoch=epoch + 1,
+                                     key=result.key, history=result.history, extra=extra)
+                last["t"] = time.monotonic()
+
+    y_fit = data.encode_labels(y, train_ds.classes) if train_ds.task != "regression" else y
+    result = jaxbp.fit(net, X, y_fit, opt=opt, epochs=FLAGS.epochs,
+                       batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
+                       dropout=FLAGS.dropout, schedule=FLAGS.schedule,
+                       validation_fraction=FLAGS.validation_fraction,
+                       early_stopping=FLAGS.early_stopping and FLAGS.validation_fraction > 0,
+                       patience=FLAGS.patience, progress=not FLAGS.quiet, checkpoint=saver)
+    if saver is not None:
+        saver(result, result.history["epoch"][-1], final=True)
+        print(f"checkpoint: {path}")
+    if FLAGS.plot:
+        plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
+        print(f"learning curves: {FLAGS.plot}")
+    y_test_fit = (data.encode_labels(y_test, train_ds.classes)
+                  if train_ds.task != "regression" else y_test)
+    ev = jaxbp.evaluate(net, result.params, X_test, y_test_fit)
+    print(f"epochs run: {result.epochs_run}" + (f" (stopped early; best epoch "
+                                                f"{result.best_epoch})" if result.stopped_early
+                                                else ""))
+    what = "R²" if train_ds.task == "regression" else "accuracy"
+    print(f"test cost: {ev['cost']:.4f}")
+    print(f"test {what}: {100 * ev['score']:.2f}%" if what == "accuracy" else
+          f"test {what}: {ev['score']:.4f}")
+
+
+def _load_for_inference():
+    from jaxbp import checkpoint as ckpt
+
+    if not FLAGS.checkpoint:
+        _fail("--checkpoint: expected the path of a checkpoint.npz written by jaxbp train")
+    try:
+        c = ckpt.load_checkpoint(FLAGS.checkpoint)
+    except (OSError, ValueError) as e:
+        _fail(str(e))
+    return c
+
+
+def _evaluate():
+    import numpy as np
+
+    import jaxbp
+    from jaxbp import datasets as data
+
+    c = _load_for_inference()
+    extra = c.extra or {}
+    FLAGS.dataset = extra.get("dataset", FLAGS.dataset)
+    train_ds, test_ds = _load_dataset()
+    if test_ds is None:
+        _, test_ds = data.train_test_split(train_ds, extra.get("test_fraction", 0.2),
+                                           seed=extra.get("seed", 0))
+    X = (np.asarray(test_ds.X, np.float64) - np.asarray(extra["mean"])) / np.asarray(
+        extra["scale"])
+    y = test_ds.y if extra.get("task") == "regression" else data.encode_labels(
+        test_ds.y, extra["classes"])
+    ev = jaxbp.evaluate(c.net, c.params, X, y)
+    what = "R²" if extra.get("task") == "regression" else "accuracy"
+    print(json.dumps({"checkpoint": FLAGS.checkpoint, "dataset": FLAGS.dataset,
+                      "test_rows": len(X), "cost": ev["cost"], what: ev["score"]}))
+
+
+def _predict():
+    import numpy as np
+
+    import jaxbp
+
+    c = _load_for_inference()
+    if not FLAGS.input:
+        _fail("--input: expected a .csv (with a header row) or .npy file of rows to predict")
+    path = pathlib.Path(FLAGS.input)
+    if not path.is_file():
+        _fail(f"--input: no such file {path}")
+    if path.suffix == ".npy":
+        X = np.load(path, allow_pickle=False)
+    else:
+        X = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    extra = c.extra or {}
+    if X.ndim != 2 or X.shape[1] != c.net.sizes[0]:
+        _fail(f"--input: expected rows of {c.net.sizes[0]} features, got shape {X.shape}")
+    X = (X - np.asarray(extra["mean"])) / np.asarray(extra["scale"])
+    A = np.asarray(jaxbp.predict(c.net, c.params, X))
+    if extra.get("task") == "regression":
+        rows = A
+    elif c.net.output == "sigmoid" and A.shape[1] == 1:
+        rows = np.asarray(extra["classes"])[(A[:, 0] > 0.5).astype(int)]
+    else:
+        rows = np.asarray(extra["classes"])[np.argmax(A, axis=1)]
+    for r in rows:
+        print(r if np.ndim(r) == 0 else ",".join(f"{v:.6g}" for v in r))
+
+
+def _explain():
+    from jaxbp.explain import explain
+
+    explain(lr=FLAGS.explain_lr)
+
+
+def main(argv):
+    args = argv[1:]
+    if not args or args[0] not in COMMANDS:
+        got = args[0] if args else "nothing"
+        _fail(f"command: expected one of {', '.join(COMMANDS)}, got {got!r}")
+    if len(args) > 1:
+        _fail(f"unexpected arguments {args[1:]}: flags start with --")
+    command = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain}
+    try:
+        command[args[0]]()
+    except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as e:
+        if os.environ.get("JAXBP_DEBUG"):
+            raise
+        # Bad input (a flag value, a file, a diverging run) is one line, not a traceback;
+        # JAXBP_DEBUG=1 shows the traceback.
+        print(f"jaxbp {args[0]}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run():
+    """Entry point of `jaxbp` and `python -m jaxbp`."""
+    # --help lists the main module's key flags; the main module is whatever script started us
+    # (sys.argv[0]), so declare this module's flags key flags of it.
+    for flag in FLAGS.get_flags_for_module(__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main, argv=sys.argv)

@@ -1,0 +1,75 @@
+"""The command line, run as a user runs it: `python -m jaxbp ...` in a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def jaxbp_cli(*args, cwd=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    return subprocess.run([sys.executable, "-m", "jaxbp", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_help_documents_every_flag():
+    out = jaxbp_cli("--help")
+    for flag in ("--dataset", "--hidden", "--activation", "--output", "--optimizer", "--lr",
+                 "--epochs", "--batch_size", "--seed", "--validation_fraction",
+                 "--early_stopping", "--checkpoint_dir", "--plot", "--dtype"):
+        assert flag in out.stdout.replace("--[no]", "--"), flag
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("train", "--lr", "-1"), "--lr"),
+    (("train", "--epochs", "0"), "--epochs"),
+    (("train", "--activation", "swish"), "--activation"),
+    (("fly",), "command: expected one of train, evaluate, predict, explain"),
+    (("train", "--dataset", "nope"), "nope"),
+])
+def test_bad_flags_are_one_line_errors(args, fragment):
+    out = jaxbp_cli(*args)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert fragment in out.stderr
+
+
+def test_explain_prints_the_worked_example():
+    out = jaxbp_cli("explain")
+    assert out.returncode == 0, out.stderr
+    assert "J = 0.1952288" in out.stdout and "Δ^1  shape (3, 2)" in out.stdout
+
+
+def test_train_evaluate_predict(tmp_path):
+    ck = tmp_path / "run"
+    out = jaxbp_cli("train", "--epochs", "40", "--lr", "0.003", "--quiet",
+                    "--checkpoint_dir", str(ck), "--plot", str(tmp_path / "curves.png"),
+                    cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ")
+    assert float(last.split()[-1].rstrip("%")) > 90.0
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert (ck / "checkpoint.npz").is_file()
+
+    ev = jaxbp_cli("evaluate", "--checkpoint", str(ck / "checkpoint.npz"))
+    assert ev.returncode == 0, ev.stderr
+    result = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert f"{100 * result['accuracy']:.2f}%" == last.split()[-1]
+
+    rows = tmp_path / "rows.npy"
+    from sklearn.datasets import load_breast_cancer
+
+    np.save(rows, load_breast_cancer().data[:5])
+    pr = jaxbp_cli("predict", "--checkpoint", str(ck / "checkpoint.npz"), "--input", str(rows))
+    assert pr.returncode == 0, pr.stderr
+    assert len(pr.stdout.strip().splitlines()) == 5
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    out = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "none.npz"))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "none.npz" in out.stderr
