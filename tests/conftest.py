@@ -5,6 +5,11 @@ of a silent (n, n) bug; strict dtype promotion stops float32 and float64 from mi
 x64 is on so the oracle tests can run in float64; float32 tests ask for float32 explicitly.
 """
 
+import os
+
+# Several test processes may share one GPU: allocate memory on demand, not 75% up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
 import jax
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
