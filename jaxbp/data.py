@@ -80,6 +80,11 @@ def _short(values, n=6):
     return repr(values) if len(values) <= n else f"[{', '.join(map(repr, values[:n]))}, ...]"
 
 
+def _py(v):
+    """A NumPy scalar as the Python value it holds (for error messages)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def check_features(X, name="X"):
     """X as a float64 (m, n_features) array with m, n ≥ 1 and only finite values."""
     if isinstance(X, np.ndarray):
@@ -172,7 +177,7 @@ def make_dataset(X, y, *, task=None, classes=None, feature_names=None, name="dat
     k = len(enc.classes_)
     if k < 2:
         raise ValueError(f"{name}: expected at least 2 classes for classification, got 1 "
-                         f"({enc.classes_[0].item()!r})")
+                         f"({_py(enc.classes_[0])!r})")
     if (task == "binary") != (k == 2):
         raise ValueError(f"task: expected {'binary' if k == 2 else 'multiclass'} for {k} "
                          f"classes, got {task!r}")
@@ -276,9 +281,10 @@ def make_xor(n_samples=1000, *, noise=0.1, seed=0):
 def make_spirals(n_samples=1000, *, noise=0.1, n_classes=2, turns=1.5, seed=0):
     """Interleaved spiral arms, one per class (as equal in size as n_samples allows).
 
-    Arm c is the curve r = t, angle 2π·turns·t + 2πc/k for t in [0.05, 1], sampled with
-    t = 0.05 + 0.95·sqrt(u) (u uniform, so evenly over the plane), plus Gaussian noise of std
-    `noise` on both coordinates; the arms of neighbouring classes are 1/(turns·k) apart."""
+    Arm c is the curve r = t, angle 2π·turns·t + 2πc/k for t in [0.05, 1], sampled at
+    t = 0.05 + 0.95·sqrt(u), u uniform (more points outside, where the turns are longer), plus
+    Gaussian noise of std `noise` on both coordinates; neighbouring arms are 1/(turns·k) apart.
+    """
     n = _positive_int("n_samples", n_samples, 2)
     k = _positive_int("n_classes", n_classes, 2)
     if n < k:
@@ -395,7 +401,7 @@ def split_indices(y, fraction, *, seed=0, stratify=True, name="fraction"):
         if counts.min() < 2:
             c = int(counts.argmin())
             raise ValueError(f"y: a stratified split needs at least 2 rows of each class, got "
-                             f"{counts[c]} of class {classes[c].item()!r}")
+                             f"{counts[c]} of class {_py(classes[c])!r}")
         quota = counts * (n_held / m)
         take = np.floor(quota).astype(np.int64)
         extra = np.argsort(-(quota - take), kind="stable")[: n_held - int(take.sum())]
