@@ -1,6 +1,7 @@
 """jaxbp: multilayer perceptrons trained with hand-written, jitted backpropagation in JAX."""
 
 from jaxbp import optim, per_sample
+from jaxbp.activations import register_activation
 from jaxbp.backprop import Cache, backward, forward
 from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
 from jaxbp.model import MLP, init
@@ -20,6 +21,7 @@ __all__ = [
     "optim",
     "per_sample",
     "predict",
+    "register_activation",
     "train_step",
     "train_step_jit",
 ]

@@ -777,6 +777,6 @@ def describe(ds) -> dict[str, Any]:
     out = {"name": ds.name, "task": ds.task, "rows": int(ds.X.shape[0]),
            "features": int(ds.X.shape[1])}
     if ds.classes is not None:
-        out["classes"] = [c.item() if hasattr(c, "item") else c for c in ds.classes]
+        out["classes"] = [_py(c) for c in ds.classes]
         out["counts"] = np.bincount(ds.y, minlength=len(ds.classes)).tolist()
     return out

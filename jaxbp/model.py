@@ -6,7 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxbp.activations import HIDDEN, OUTPUTS, RELU_FAMILY
+from jaxbp.activations import ACTIVATIONS, OUTPUTS, RELU_FAMILY
 from jaxbp.losses import LOSSES, NATURAL_LOSS, PROBABILITY_OUTPUTS
 
 MATMUL_DTYPES = (None, "bfloat16")
@@ -48,7 +48,7 @@ class MLP:
             if int(n) < 1:
                 raise ValueError(f"sizes[{i}]: expected a positive int, got {n!r}")
         object.__setattr__(self, "sizes", tuple(int(n) for n in sizes))
-        _choice("hidden", self.hidden, HIDDEN)
+        _choice("hidden", self.hidden, tuple(ACTIVATIONS))  # built in, or registered
         _choice("output", self.output, tuple(OUTPUTS))
         loss = NATURAL_LOSS[self.output] if self.loss is None else self.loss
         _choice("loss", loss, tuple(LOSSES))

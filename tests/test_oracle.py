@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from oracle import assert_matches, assert_matches_oracle, oracle
+from oracle import HIDDEN_G, assert_matches, assert_matches_oracle, oracle
 
 import jaxbp
 from jaxbp.activations import HIDDEN
@@ -150,3 +150,24 @@ def test_dropout_with_a_fixed_mask(hidden):
     _, cache = jaxbp.backprop._forward(net, params, X, (None, masks[1], masks[2]))
     got = jaxbp.backprop._backward(net, params, cache, Y)
     assert_matches(got, oracle(net, params, X, Y, masks=masks), "float64")
+
+
+def test_registered_activation_is_checked_and_trains_right():
+    """A user's (g, g′) pair: a wrong g′ is refused at registration; a right one gives
+    gradients equal to jax.grad's."""
+    import jax.nn as jnn
+
+    swish = lambda z: z * jnn.sigmoid(z)  # noqa: E731
+    swish_prime = lambda z: jnn.sigmoid(z) * (1 + z * (1 - jnn.sigmoid(z)))  # noqa: E731
+    with pytest.raises(ValueError, match="g_prime: does not match the derivative of g at z"):
+        jaxbp.register_activation("swish_wrong", swish, lambda z: jnn.sigmoid(z))
+    with pytest.raises(ValueError, match="built in"):
+        jaxbp.register_activation("relu", swish, swish_prime)
+    assert "swish_wrong" not in jaxbp.activations.ACTIVATIONS
+    # A kink (|z|) is skipped, not mistaken for a wrong derivative.
+    jaxbp.register_activation("absval", jnp.abs, jnp.sign)
+    jaxbp.register_activation("swish", swish, swish_prime)
+    HIDDEN_G["swish"] = swish  # the oracle's own forward for it
+    net = jaxbp.MLP((4, 5, 3, N_L), hidden="swish", output="softmax")
+    for m in (1, 7):
+        check(net, m)
