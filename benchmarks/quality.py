@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 import jaxbp  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from jaxbp import datasets  # noqa: E402
+from jaxbp import data as datasets  # noqa: E402
 
 _DATASETS = flags.DEFINE_list("datasets", ["breast_cancer", "digits"], "Datasets to run.")
 _OUT = flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results"), "Results directory.")
@@ -61,7 +61,7 @@ def run_dataset(name, seed=0):
     train, val = datasets.train_test_split(rest, 0.2, seed=seed + 1)
     scaler = datasets.Standardizer().fit(train.X)  # training rows only
     train, val, test = (d._replace(X=scaler.transform(d.X)) for d in (train, val, test))
-    enc = lambda d: datasets.encode_labels(d.y, ds.classes)  # noqa: E731
+    enc = lambda d: d.y  # noqa: E731  (class ids 0..k-1 already)
 
     trials = []
     for hidden, lr, alpha in itertools.product(*GRID.values()):

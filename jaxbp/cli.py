@@ -53,7 +53,7 @@ flags.DEFINE_integer("batch_size", 0, "Batch size; 0 means min(200, training row
                      lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the shuffling.")
 flags.DEFINE_float("test_fraction", 0.2, "Held-out test fraction (never used for choices).",
-                   lower_bound=0.0, upper_bound=0.9)
+                   lower_bound=0.05, upper_bound=0.9)
 flags.DEFINE_float("validation_fraction", 0.1, "Validation fraction of the training rows.",
                    lower_bound=0.0, upper_bound=0.9)
 flags.DEFINE_boolean("early_stopping", True, "Stop when the validation cost stops improving "
@@ -76,13 +76,14 @@ def _fail(message):
 
 
 def _load_dataset():
-    from jaxbp import datasets as data
+    from jaxbp import data
 
     spec = FLAGS.dataset
     if ":" in spec:
         kind, path = spec.split(":", 1)
         if kind == "idx":
-            return data.load_idx(path, kind="train"), data.load_idx(path, kind="test")
+            train = data.load_idx(path, kind="train")
+            return train, data.load_idx(path, kind="test", classes=train.classes)
         if kind == "csv":
             if not FLAGS.target:
                 _fail("--target: expected the name of the target column for a csv: dataset")
@@ -97,14 +98,12 @@ def _net_for(ds, n_features):
     import jaxbp
 
     hidden = tuple(int(h) for h in FLAGS.hidden if h.strip())
-    if ds.task == "regression":
-        output, n_L = "identity", (1 if ds.y.ndim == 1 else ds.y.shape[1])
-    else:
-        n_classes = len(ds.classes)
-        output = "sigmoid" if n_classes == 2 else "softmax"
-        n_L = 1 if output == "sigmoid" else n_classes
+    output = {"binary": "sigmoid", "multiclass": "softmax", "regression": "identity"}[ds.task]
+    n_L = ds.n_outputs  # 1 (sigmoid), k (softmax) or the number of regression targets
     if FLAGS.output != "auto":
         output = FLAGS.output
+        if output == "softmax" and ds.task == "binary":
+            n_L = 2
     return jaxbp.MLP((n_features, *hidden, n_L), hidden=FLAGS.activation, output=output)
 
 
@@ -146,7 +145,7 @@ def _train():
 
     import jaxbp
     from jaxbp import checkpoint as ckpt
-    from jaxbp import datasets as data
+    from jaxbp import data
 
     if FLAGS.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -164,8 +163,8 @@ def _train():
           f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
 
     extra = {"dataset": FLAGS.dataset, "task": train_ds.task,
-             "classes": [c.item() if hasattr(c, "item") else c for c in train_ds.classes]
-             if train_ds.classes is not None else None,
+             "classes": None if train_ds.classes is None else train_ds.classes.tolist(),
+             "target": FLAGS.target,
              "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
              "seed": FLAGS.seed, "test_fraction": FLAGS.test_fraction}
     saver = None
@@ -185,8 +184,7 @@ def _train():
                                      key=result.key, history=result.history, extra=extra)
                 last["t"] = time.monotonic()
 
-    y_fit = data.encode_labels(y, train_ds.classes) if train_ds.task != "regression" else y
-    result = jaxbp.fit(net, X, y_fit, opt=opt, epochs=FLAGS.epochs,
+    result = jaxbp.fit(net, X, y, opt=opt, epochs=FLAGS.epochs,
                        batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
                        dropout=FLAGS.dropout, schedule=FLAGS.schedule,
                        validation_fraction=FLAGS.validation_fraction,
@@ -198,9 +196,7 @@ def _train():
     if FLAGS.plot:
         plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
         print(f"learning curves: {FLAGS.plot}")
-    y_test_fit = (data.encode_labels(y_test, train_ds.classes)
-                  if train_ds.task != "regression" else y_test)
-    ev = jaxbp.evaluate(net, result.params, X_test, y_test_fit)
+    ev = jaxbp.evaluate(net, result.params, X_test, y_test)
     print(f"epochs run: {result.epochs_run}" + (f" (stopped early; best epoch "
                                                 f"{result.best_epoch})" if result.stopped_early
                                                 else ""))
@@ -226,20 +222,22 @@ def _evaluate():
     import numpy as np
 
     import jaxbp
-    from jaxbp import datasets as data
+    from jaxbp import data
 
     c = _load_for_inference()
     extra = c.extra or {}
     FLAGS.dataset = extra.get("dataset", FLAGS.dataset)
+    FLAGS.target = extra.get("target") or FLAGS.target
     train_ds, test_ds = _load_dataset()
     if test_ds is None:
         _, test_ds = data.train_test_split(train_ds, extra.get("test_fraction", 0.2),
                                            seed=extra.get("seed", 0))
     X = (np.asarray(test_ds.X, np.float64) - np.asarray(extra["mean"])) / np.asarray(
         extra["scale"])
-    y = test_ds.y if extra.get("task") == "regression" else data.encode_labels(
-        test_ds.y, extra["classes"])
-    ev = jaxbp.evaluate(c.net, c.params, X, y)
+    if extra.get("classes") is not None and test_ds.classes.tolist() != extra["classes"]:
+        _fail(f"--checkpoint: trained on classes {extra['classes']}, the data now has "
+              f"{test_ds.classes.tolist()}")
+    ev = jaxbp.evaluate(c.net, c.params, X, test_ds.y)
     what = "R²" if extra.get("task") == "regression" else "accuracy"
     print(json.dumps({"checkpoint": FLAGS.checkpoint, "dataset": FLAGS.dataset,
                       "test_rows": len(X), "cost": ev["cost"], what: ev["score"]}))
