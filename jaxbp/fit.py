@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp import optim, validate
+from jaxbp import data, optim, validate
 from jaxbp.backprop import _backward, _forward
 from jaxbp.model import MLP, init
 
@@ -86,6 +86,8 @@ def targets_from_labels(net, y, name="y"):
     (m, n_L)."""
     y = np.asarray(y)
     n_L = net.sizes[-1]
+    if y.size == 0:
+        raise ValueError(f"{name}: expected labels, got an empty array of shape {y.shape}")
     if y.dtype.kind not in "biuf":
         raise TypeError(f"{name}: expected numeric labels (encode strings first, or use "
                         f"jaxbp.sklearn's estimators), got dtype {y.dtype}")
@@ -301,8 +303,15 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         if n_val >= m:
             raise ValueError(f"validation_fraction: {validation_fraction} leaves no training "
                              f"examples of {m}")
-        perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 2**31 - 1), m))
-        val, train = perm[:n_val], perm[n_val:]
+        seed = int(jax.random.randint(jax.random.fold_in(key, 2**31 - 1), (), 0, 2**31 - 1))
+        labels = np.asarray(y)
+        classify = net.loss != "mse" and labels.ndim == 1
+        try:  # stratified for class labels, as the test split is
+            train, val = data.split_indices(labels, validation_fraction, seed=seed,
+                                            stratify=classify, name="validation_fraction")
+        except ValueError:  # a class with a single row cannot be split in proportion
+            train, val = data.split_indices(labels, validation_fraction, seed=seed,
+                                            stratify=False, name="validation_fraction")
         X_val, Y_val, X, Y, w = X[val], Y[:, val], X[train], Y[:, train], w[train]
         m = X.shape[0]
 
