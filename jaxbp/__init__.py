@@ -1,6 +1,6 @@
 """jaxbp: multilayer perceptrons trained with hand-written, jitted backpropagation in JAX."""
 
-from jaxbp import optim, per_sample
+from jaxbp import optim, parallel, per_sample
 from jaxbp.activations import register_activation
 from jaxbp.backprop import Cache, backward, forward
 from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
@@ -19,6 +19,7 @@ __all__ = [
     "forward",
     "init",
     "optim",
+    "parallel",
     "per_sample",
     "predict",
     "register_activation",

@@ -1,0 +1,99 @@
+"""Data parallelism on JAX's own SPMD machinery: the batch's columns are sharded over a mesh.
+
+Each device runs the same hand-written forward and backward on its block of columns. With
+example weights w (padding columns weigh 0), device d computes its gradient g_d normalised by
+its own weight W_d = Σ_{i∈d} w_i; the batch gradient is then
+
+    g = Σ_d (W_d / W) g_d,    W = Σ_d W_d,
+
+one `psum` over the mesh axis: exactly the single-device gradient of the whole batch,
+whatever the split, so a batch that does not divide evenly is padded with zero-weight columns
+instead of being dropped. Parameters and optimizer state are replicated; every device applies
+the same update.
+
+    mesh = jaxbp.parallel.data_mesh()                 # all devices on one "data" axis
+    params, state, J = jaxbp.parallel.train_step(net, opt, params, state, X, Y, mesh)
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxbp import optim, validate
+from jaxbp.backprop import _backward, _forward
+
+AXIS = "data"
+
+
+def data_mesh(devices=None):
+    """A 1-D mesh over `devices` (default: all of them) with the axis name "data"."""
+    devices = jax.devices() if devices is None else list(devices)
+    if isinstance(devices, int) or not devices:
+        raise ValueError(f"devices: expected a non-empty list of devices, got {devices!r}")
+    return jax.sharding.Mesh(np.array(devices), (AXIS,))
+
+
+def _local_step(net, opt, params, state, X, Y, w):
+    """On one device: its columns' gradient, weighted into the batch gradient by one psum."""
+    _, cache = _forward(net, params, X)  # Z^l, A^l of this device's columns
+    J_d, grads_d = _backward(net, params, cache, Y, w)  # normalised by W_d = Σ w (this device)
+    W_d = jnp.sum(w)
+    share = W_d / jax.lax.psum(W_d, AXIS)  # W_d / W
+    grads = jax.tree.map(lambda g: jax.lax.psum(g * share, AXIS), grads_d)
+    J = jax.lax.psum(J_d * share, AXIS)
+    params, state = opt.update(grads, state, params)
+    return params, state, J
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
+def _sharded_step(net, opt, mesh, params, state, X, Y, w):
+    step = jax.shard_map(
+        functools.partial(_local_step, net, opt), mesh=mesh,
+        in_specs=(P(), P(), P(None, AXIS), P(None, AXIS), P(None, AXIS)),
+        out_specs=(P(), P(), P()), check_vma=False)
+    return step(params, state, X, Y, w)
+
+
+def shard_batch(X, Y, mesh, weights=None):
+    """Pad the m columns to a multiple of the device count with zero-weight columns and place
+    them on the mesh, columns split over the "data" axis. Returns (X, Y, w) with w (1, m')."""
+    n = mesh.devices.size
+    m = X.shape[1]
+    pad = (-m) % n
+    w = jnp.ones((1, m), X.dtype) if weights is None else jnp.asarray(weights, X.dtype)
+    w = w.reshape(1, m)
+    if pad:
+        X = jnp.concatenate([X, jnp.zeros((X.shape[0], pad), X.dtype)], axis=1)
+        Y = jnp.concatenate([Y, jnp.zeros((Y.shape[0], pad), Y.dtype)], axis=1)
+        w = jnp.concatenate([w, jnp.zeros((1, pad), w.dtype)], axis=1)
+    columns = NamedSharding(mesh, P(None, AXIS))
+    return jax.device_put(X, columns), jax.device_put(Y, columns), jax.device_put(w, columns)
+
+
+def replicate(tree, mesh):
+    """Put every leaf on every device of the mesh."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def train_step(net, opt, params, state, X, Y, mesh, sample_weight=None):
+    """`jaxbp.train_step` with the batch's columns sharded over `mesh` (from `data_mesh`).
+
+    Same arguments and result as `jaxbp.train_step`; the gradient equals the single-device
+    gradient of the whole batch (m need not divide by the device count). params and state are
+    donated and come back replicated on the mesh.
+    """
+    if not isinstance(mesh, jax.sharding.Mesh) or mesh.axis_names != (AXIS,):
+        raise TypeError(f"mesh: expected a 1-D Mesh with axis {AXIS!r} (jaxbp.parallel."
+                        f"data_mesh()), got {mesh!r:.80}")
+    params = validate.params(net, params)
+    optim.check(opt, state, params)
+    X = validate.inputs(net, params, X)
+    Y = validate.targets(net, params, Y, m=X.shape[1])
+    w = validate.sample_weight(params, sample_weight, m=X.shape[1])
+    X, Y, w = shard_batch(X, Y, mesh, w)
+    params, state = replicate((params, state), mesh)
+    return _sharded_step(net, opt, mesh, params, state, X, Y, w)

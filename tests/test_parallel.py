@@ -1,0 +1,51 @@
+"""Data parallelism on 4 simulated CPU devices equals one device, for even and uneven batches.
+
+JAX fixes its device count when it starts, so the check runs in a fresh interpreter with
+XLA_FLAGS=--xla_force_host_platform_device_count=4 (the test session itself has one device).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    import jax.numpy as jnp
+    import numpy as np
+    import jaxbp
+    from jaxbp import parallel
+
+    assert jax.device_count() == 4, jax.devices()
+    mesh = parallel.data_mesh()
+    net = jaxbp.MLP((5, 16, 8, 3), hidden="tanh", output="softmax")
+    rng = np.random.default_rng(0)
+    copy = lambda t: jax.tree.map(jnp.copy, t)
+    for m, weighted in ((64, False), (10, False), (7, True), (3, False)):  # 10, 7, 3: uneven
+        X = jnp.asarray(rng.normal(size=(5, m)))
+        Y = jnp.eye(3)[:, rng.integers(0, 3, m)]
+        w = jnp.asarray(rng.random(m)) if weighted else None
+        for opt in (jaxbp.optim.sgd(0.1, momentum=0.9), jaxbp.optim.adam(1e-2)):
+            params = jaxbp.init(net, jax.random.key(m))
+            p1, s1 = copy(params), opt.init(params)
+            p4, s4 = copy(params), opt.init(params)
+            for _ in range(3):
+                p1, s1, J1 = jaxbp.train_step(net, opt, p1, s1, X, Y, sample_weight=w)
+                p4, s4, J4 = parallel.train_step(net, opt, p4, s4, X, Y, mesh, sample_weight=w)
+            # float64; the sharded sums add the same terms in another order: 1e-12 relative.
+            np.testing.assert_allclose(float(J4), float(J1), rtol=1e-12)
+            for a, b in zip(jax.tree.leaves((p4, s4)), jax.tree.leaves((p1, s1)), strict=True):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+            assert len(p4[0][0].sharding.device_set) == 4  # replicated over the mesh
+    print("OK")
+""")
+
+
+def test_four_devices_equal_one():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-3000:]
