@@ -65,6 +65,8 @@ flags.DEFINE_float("checkpoint_every", 30.0, "Seconds between checkpoints.", low
 flags.DEFINE_string("plot", "learning_curves.png", "PNG of the learning curves ('' for none).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Parameter and compute dtype.")
 flags.DEFINE_boolean("quiet", False, "No progress bar.")
+flags.DEFINE_integer("devices", 1, "Data-parallel over this many devices (0: all of them); "
+                     "each batch's columns are split across them.", lower_bound=0)
 flags.DEFINE_string("checkpoint", None, "evaluate/predict: the checkpoint .npz to load.")
 flags.DEFINE_string("input", None, "predict: rows to predict (.csv with a header, or .npy).")
 flags.DEFINE_float("explain_lr", 0.01, "explain: learning rate of the SGD step shown.",
@@ -184,7 +186,15 @@ def _train():
                                      key=result.key, history=result.history, extra=extra)
                 last["t"] = time.monotonic()
 
-    result = jaxbp.fit(net, X, y, opt=opt, epochs=FLAGS.epochs,
+    mesh = None
+    if FLAGS.devices != 1:
+        available = jax.devices()
+        n = len(available) if FLAGS.devices == 0 else FLAGS.devices
+        if n > len(available):
+            _fail(f"--devices: expected at most {len(available)} (the devices JAX sees), got {n}")
+        mesh = jaxbp.parallel.data_mesh(available[:n])
+        print(f"data parallel over {n} devices: {available[0].device_kind}")
+    result = jaxbp.fit(net, X, y, mesh=mesh, opt=opt, epochs=FLAGS.epochs,
                        batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
                        dropout=FLAGS.dropout, schedule=FLAGS.schedule,
                        validation_fraction=FLAGS.validation_fraction,

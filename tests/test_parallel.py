@@ -39,6 +39,22 @@ SCRIPT = textwrap.dedent("""
             for a, b in zip(jax.tree.leaves((p4, s4)), jax.tree.leaves((p1, s1)), strict=True):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
             assert len(p4[0][0].sharding.device_set) == 4  # replicated over the mesh
+
+    # fit: each batch's columns split over the 4 devices; batch 8 divides, batch 6 and the
+    # ragged last batch are padded with zero-weight columns. Equal to one device, 3 epochs.
+    Xr = rng.normal(size=(50, 5))
+    yr = rng.integers(0, 3, 50)
+    for batch in (8, 6):
+        kw = dict(opt=jaxbp.optim.adam(1e-2), epochs=3, batch_size=batch, key=1, alpha=1e-3,
+                  validation_fraction=0.2, progress=False)
+        one = jaxbp.fit(net, Xr, yr, params=jaxbp.init(net, jax.random.key(2)), **kw)
+        four = jaxbp.fit(net, Xr, yr, params=jaxbp.init(net, jax.random.key(2)), mesh=mesh, **kw)
+        np.testing.assert_allclose(four.history["train_cost"], one.history["train_cost"],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(four.history["val_cost"], one.history["val_cost"], rtol=1e-12)
+        for a, b in zip(jax.tree.leaves(four.params), jax.tree.leaves(one.params), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+        assert len(four.params[0][0].sharding.device_set) == 4
     print("OK")
 """)
 
