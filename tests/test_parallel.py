@@ -55,6 +55,21 @@ SCRIPT = textwrap.dedent("""
         for a, b in zip(jax.tree.leaves(four.params), jax.tree.leaves(one.params), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
         assert len(four.params[0][0].sharding.device_set) == 4
+
+    # A checkpoint saved from the sharded run loads on one device, and vice versa.
+    import tempfile, pathlib
+    from jaxbp import checkpoint as ck
+    with tempfile.TemporaryDirectory() as d:
+        path = ck.save_checkpoint(pathlib.Path(d) / "c.npz", net=net, params=four.params,
+                                  opt=kw["opt"], opt_state=four.opt_state, epoch=3, key=four.key)
+        c = ck.load_checkpoint(path)
+        for a, b in zip(jax.tree.leaves((c.params, c.opt_state)),
+                        jax.tree.leaves((four.params, four.opt_state)), strict=True):
+            assert np.array_equal(np.asarray(a), np.asarray(b))
+        assert len(c.params[0][0].sharding.device_set) == 1
+        resumed = jaxbp.fit(net, Xr, yr, params=c.params, opt_state=c.opt_state, start_epoch=3,
+                            mesh=mesh, **{**kw, "epochs": 1})
+        assert np.isfinite(resumed.history["train_cost"][-1])
     print("OK")
 """)
 
