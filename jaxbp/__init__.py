@@ -3,6 +3,7 @@
 from jaxbp import optim, parallel, per_sample
 from jaxbp.activations import register_activation
 from jaxbp.backprop import Cache, backward, forward
+from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
 from jaxbp.model import MLP, init
 from jaxbp.step import train_step, train_step_jit
@@ -10,6 +11,8 @@ from jaxbp.step import train_step, train_step_jit
 __all__ = [
     "MLP",
     "Cache",
+    "Checkpoint",
+    "CheckpointError",
     "DivergenceError",
     "FitResult",
     "Schedule",
@@ -18,11 +21,13 @@ __all__ = [
     "fit",
     "forward",
     "init",
+    "load_checkpoint",
     "optim",
     "parallel",
     "per_sample",
     "predict",
     "register_activation",
+    "save_checkpoint",
     "train_step",
     "train_step_jit",
 ]

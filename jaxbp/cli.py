@@ -222,6 +222,11 @@ def _load_for_inference():
     if not FLAGS.checkpoint:
         _fail("--checkpoint: expected the path of a checkpoint.npz written by jaxbp train")
     try:
+        header = ckpt.read_header(FLAGS.checkpoint)
+        if header["arrays"]["params/0/W"]["dtype"] == "float64":  # trained with --dtype float64
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
         c = ckpt.load_checkpoint(FLAGS.checkpoint)
     except (OSError, ValueError) as e:
         _fail(str(e))

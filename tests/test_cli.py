@@ -69,6 +69,15 @@ def test_train_evaluate_predict(tmp_path):
     assert len(pr.stdout.strip().splitlines()) == 5
 
 
+def test_float64_run_evaluates(tmp_path):
+    out = jaxbp_cli("train", "--epochs", "3", "--quiet", "--dtype", "float64", "--plot", "",
+                    "--checkpoint_dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    ev = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "checkpoint.npz"))
+    assert ev.returncode == 0, ev.stderr
+    assert f"{100 * json.loads(ev.stdout)['accuracy']:.2f}%" == out.stdout.split()[-1]
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     out = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "none.npz"))
     assert out.returncode != 0 and "Traceback" not in out.stderr
