@@ -281,7 +281,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             record (a dict); returning True stops training.
         progress: show a tqdm bar (default: when stderr is a terminal).
         checkpoint: optional callable(result_so_far, epoch) called after each epoch; the CLI
-            uses it to write checkpoints.
+            uses it to write checkpoints. Its arrays are donated to the next epoch: save or
+            copy them during the call, do not keep them.
         mesh: a `jaxbp.parallel.data_mesh(...)`: data parallelism. The data and parameters
             are replicated on its devices and each batch's columns are split over them (a
             batch that does not divide is padded with zero-weight columns); XLA inserts the

@@ -159,7 +159,8 @@ OPTIMIZERS = (SGD, Adam)
 
 
 def _shapes(tree):
-    return jax.tree.structure(tree), [tuple(x.shape) for x in jax.tree.leaves(tree)]
+    leaves = jax.tree.leaves(tree)
+    return jax.tree.structure(tree), [(tuple(x.shape), str(x.dtype)) for x in leaves]
 
 
 def check(opt, state, params):
@@ -173,7 +174,8 @@ def check(opt, state, params):
     if isinstance(opt, SGD):
         expected_type = SGDState
         slots = [state.velocity] if opt.momentum != 0.0 and isinstance(state, SGDState) else []
-        ok = isinstance(state, SGDState) and (opt.momentum != 0.0 or state.velocity == ())
+        ok = isinstance(state, SGDState) and (
+            opt.momentum != 0.0 or (isinstance(state.velocity, tuple) and not state.velocity))
     else:
         expected_type = AdamState
         slots = [state.mu, state.nu] if isinstance(state, AdamState) else []
@@ -181,5 +183,6 @@ def check(opt, state, params):
     if not ok or any(_shapes(slot) != like_params for slot in slots):
         raise ValueError(
             f"state: expected the {expected_type.__name__} of opt.init(params) for this "
-            f"optimizer and these params, got {type(state).__name__} of another structure or shape"
+            f"optimizer and these params, got {type(state).__name__} of another structure, shape "
+            f"or dtype"
         )

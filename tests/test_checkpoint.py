@@ -465,7 +465,7 @@ BAD_SAVES = {
                                        "opt_state: does not fit opt and params"),
     "opt_state_in_another_dtype": (
         lambda t: {"opt_state": "float32_mu"}, ValueError,
-        r"opt_state: expected opt_state/mu/0/W of shape \(5, 3\) float64, like opt.init"),
+        r"opt_state: .*(opt_state/mu/0/W of shape \(5, 3\) float64|shape or dtype)"),
     "opt_not_an_optimizer": (lambda t: {"opt": "adam"}, TypeError,
                              "opt: expected an optimizer from jaxbp.optim"),
     "opt_that_cannot_load": (lambda t: {"opt": jaxbp.optim.Adam(lr=-1.0)}, ValueError,
