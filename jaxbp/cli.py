@@ -62,6 +62,9 @@ flags.DEFINE_integer("patience", 10, "Early-stopping patience, in epochs.", lowe
 flags.DEFINE_string("checkpoint_dir", None, "Write checkpoint.npz here: every epoch or every "
                     "--checkpoint_every seconds, whichever is rarer, and at the end.")
 flags.DEFINE_float("checkpoint_every", 30.0, "Seconds between checkpoints.", lower_bound=0.0)
+flags.DEFINE_boolean("resume", False, "Continue from <checkpoint_dir>/checkpoint.npz up to "
+                     "--epochs in all; without early stopping it ends exactly as an "
+                     "uninterrupted run.")
 flags.DEFINE_string("plot", "learning_curves.png", "PNG of the learning curves ('' for none).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Parameter and compute dtype.")
 flags.DEFINE_boolean("quiet", False, "No progress bar.")
@@ -181,10 +184,27 @@ def _train():
 
         def saver(result, epoch, final=False):
             if final or time.monotonic() - last["t"] >= FLAGS.checkpoint_every:
+                done = {"finished": final, "best_restored": final and result.stopped_early}
                 ckpt.save_checkpoint(path, net=net, params=result.params, opt=opt,
                                      opt_state=result.opt_state, epoch=epoch + 1,
-                                     key=result.key, history=result.history, extra=extra)
+                                     key=result.key, history=result.history,
+                                     extra={**extra, **done})
                 last["t"] = time.monotonic()
+
+    start = {"start_epoch": 0, "history": None, "params": None, "opt_state": None}
+    if FLAGS.resume:
+        if not FLAGS.checkpoint_dir or not path.is_file():
+            _fail("--resume: expected --checkpoint_dir holding a checkpoint.npz of this run")
+        c = ckpt.load_checkpoint(path)
+        ckpt.check_compatible(c, net, opt)
+        if c.extra.get("best_restored"):
+            _fail(f"--resume: {path} ended with early stopping (best weights restored); "
+                  f"there is nothing to continue")
+        start = {"start_epoch": c.epoch, "history": c.history, "params": c.params,
+                 "opt_state": c.opt_state}
+        print(f"resuming from {path} at epoch {c.epoch}")
+        if c.epoch >= FLAGS.epochs:
+            _fail(f"--epochs: the checkpoint has already run {c.epoch} epochs; ask for more")
 
     mesh = None
     if FLAGS.devices != 1:
@@ -194,7 +214,8 @@ def _train():
             _fail(f"--devices: expected at most {len(available)} (the devices JAX sees), got {n}")
         mesh = jaxbp.parallel.data_mesh(available[:n])
         print(f"data parallel over {n} devices: {available[0].device_kind}")
-    result = jaxbp.fit(net, X, y, mesh=mesh, opt=opt, epochs=FLAGS.epochs,
+    result = jaxbp.fit(net, X, y, mesh=mesh, opt=opt, epochs=FLAGS.epochs - start["start_epoch"],
+                       **start,
                        batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
                        dropout=FLAGS.dropout, schedule=FLAGS.schedule,
                        validation_fraction=FLAGS.validation_fraction,

@@ -82,3 +82,23 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     out = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "none.npz"))
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "none.npz" in out.stderr
+
+
+def test_resume_continues_exactly(tmp_path):
+    common = ("--hidden", "16", "--quiet", "--plot", "", "--noearly_stopping",
+              "--checkpoint_every", "0")
+    full = jaxbp_cli("train", "--epochs", "6", "--checkpoint_dir", str(tmp_path / "a"), *common)
+    half = jaxbp_cli("train", "--epochs", "3", "--checkpoint_dir", str(tmp_path / "b"), *common)
+    rest = jaxbp_cli("train", "--epochs", "6", "--resume", "--checkpoint_dir",
+                     str(tmp_path / "b"), *common)
+    for out in (full, half, rest):
+        assert out.returncode == 0, out.stderr
+    assert "resuming from" in rest.stdout
+    a = np.load(tmp_path / "a" / "checkpoint.npz")
+    b = np.load(tmp_path / "b" / "checkpoint.npz")
+    names = [k for k in a.files if k.startswith(("params/", "opt_state/"))]
+    assert names and all(np.array_equal(a[k], b[k]) for k in names)  # bit for bit
+    assert full.stdout.splitlines()[-1] == rest.stdout.splitlines()[-1]
+    again = jaxbp_cli("train", "--epochs", "6", "--resume", "--checkpoint_dir",
+                      str(tmp_path / "b"), *common)
+    assert again.returncode != 0 and "already run 6 epochs" in again.stderr
