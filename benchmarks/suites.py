@@ -287,8 +287,77 @@ def mfu(quick):
     return {"records": records, "markdown": md, "figures": {}}
 
 
+# --- 7. data parallelism: step time against device count ---------------------------------
+_DEVICES_SCRIPT = """
+import json, sys
+import jax, numpy as np
+import jaxbp
+from benchmarks import models as M
+from benchmarks.harness import Prepared, compile_timed, measure
+n = jax.device_count()
+mesh = jaxbp.parallel.data_mesh()
+net = M.make_net("medium")
+opt = jaxbp.optim.sgd(0.01)
+out = {}
+for m in (512, 4096):
+    params = M.init_params(net)
+    _, _, X, Y = M.data(net, m)
+    Xs, Ys, w = jaxbp.parallel.shard_batch(jax.numpy.asarray(X), jax.numpy.asarray(Y), mesh)
+    carry = {"p": jaxbp.parallel.replicate(params, mesh)}
+    carry["s"] = jaxbp.parallel.replicate(opt.init(params), mesh)
+    step = jaxbp.parallel._sharded_step
+    _, c = compile_timed(step, net, opt, mesh, carry["p"], carry["s"], Xs, Ys, w)
+    def once():
+        carry["p"], carry["s"], J = step(net, opt, mesh, carry["p"], carry["s"], Xs, Ys, w)
+        return J
+    st = measure({"step": Prepared(once, c, units=m)}, rounds=int(sys.argv[1]))["step"]
+    out[m] = {"median_s": st["median_s"], "q1_s": st["q1_s"], "q3_s": st["q3_s"],
+              "compile_s": c}
+print(json.dumps({"devices": n, "kind": jax.devices()[0].device_kind, "steps": out}))
+"""
+
+
+def devices(quick):
+    """jaxbp.parallel.train_step on 1, 2, 4 devices. On a CPU the devices are simulated
+    (XLA_FLAGS=--xla_force_host_platform_device_count): they share the same cores, so this
+    measures the overhead of sharding and the all-reduce, not a speed-up."""
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    counts = [1, 2] if quick else [1, 2, 4]
+    records, rows = [], []
+    real = jax.default_backend() != "cpu" and jax.device_count() > 1
+    for n in counts:
+        env = dict(os.environ, PYTHONPATH=str(root))
+        if not real:
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                                f" --xla_force_host_platform_device_count={n}").strip()
+            env["JAX_PLATFORMS"] = "cpu"
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n))
+        out = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT, str(_rounds(quick))],
+                             capture_output=True, text=True, env=env, cwd=root, timeout=600)
+        if out.returncode != 0:
+            records.append({"devices": n, "error": out.stderr[-500:]})
+            rows.append([n, "failed", "", ""])
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        records.append(r)
+        for m, st in r["steps"].items():
+            rows.append([n, m, fmt_time(st["median_s"]), fmt_time(st["compile_s"])])
+    what = "real devices" if real else (
+        "simulated CPU devices sharing the host's cores (this measures overhead, not speed-up)")
+    md = (f"Devices: {what}.\n\n" +
+          markdown_table(["devices", "m", "step (784-256-256-10, SGD)", "compile"], rows))
+    return {"records": records, "markdown": md, "figures": {}}
+
+
 SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
-          "scaling": scaling, "mfu": mfu}
+          "scaling": scaling, "mfu": mfu, "devices": devices}
 TITLES = {
     "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
     "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
@@ -296,4 +365,5 @@ TITLES = {
     "epoch": "4. Whole-epoch lax.scan vs a Python loop of train_step",
     "scaling": "5. Scaling of train_step (SGD)",
     "mfu": "6. GPU model-FLOPs utilisation",
+    "devices": "7. Data parallelism: step time against device count",
 }
