@@ -267,7 +267,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         key: int seed or PRNG key. Epoch e shuffles and draws dropout masks with
             fold_in(key, e), so a resumed run repeats the uninterrupted one exactly.
         params, opt_state: start from these (default: `init(net, key)` and `opt.init`); used
-            by warm starts and resumed runs. They are donated to the compiled epoch.
+            by warm starts and resumed runs. They are copied, so the caller's arrays stay
+            valid.
         sample_weight: (m,) weights ≥ 0: each batch's cost is Σ w ℓ / Σ w.
         validation_fraction: hold out this fraction of (X, y), chosen with the key, for
             validation; or give validation_data=(X_val, y_val).
