@@ -102,3 +102,36 @@ def test_resume_continues_exactly(tmp_path):
     again = jaxbp_cli("train", "--epochs", "6", "--resume", "--checkpoint_dir",
                       str(tmp_path / "b"), *common)
     assert again.returncode != 0 and "already run 6 epochs" in again.stderr
+
+
+def test_regression_csv_and_divergence_keeps_last_good_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ [1.5, -2.0, 0.5] + 0.1 * rng.normal(size=200)
+    csv = tmp_path / "reg.csv"
+    csv.write_text("a,b,c,target\n" + "".join(
+        ",".join(f"{v:.5f}" for v in (*x, t)) + "\n" for x, t in zip(X, y, strict=True)))
+    ok = jaxbp_cli("train", "--dataset", f"csv:{csv}", "--target", "target", "--quiet",
+                   "--plot", "", "--epochs", "60", "--lr", "0.01")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[-1].startswith("test R²: ")
+    assert float(ok.stdout.split()[-1]) > 0.8
+
+    ck = tmp_path / "run"
+    bad = jaxbp_cli("train", "--dataset", f"csv:{csv}", "--target", "target", "--quiet",
+                    "--plot", "", "--epochs", "50", "--optimizer", "sgd", "--lr", "5",
+                    "--checkpoint_dir", str(ck), "--checkpoint_every", "0")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "smaller learning rate" in bad.stderr
+    diverged_at = int(bad.stderr.split("epoch ")[1].split(":")[0])
+    from jaxbp.checkpoint import load_checkpoint
+
+    c = load_checkpoint(ck / "checkpoint.npz")  # the last good epoch, intact and finite
+    assert c.epoch == diverged_at
+    assert all(np.all(np.isfinite(np.asarray(a))) for a in jax_leaves(c.params))
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
