@@ -178,3 +178,19 @@ def test_bad_arguments():
         jaxbp.fit(NET, X, y, schedule="exp", progress=False)
     with pytest.raises(ValueError, match="sample_weight"):
         jaxbp.fit(NET, X, y, sample_weight=-np.ones(20), progress=False)
+
+
+def test_dropout_trains_and_is_off_at_inference():
+    X, y = blobs(200)
+    res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.adam(0.02), epochs=30, batch_size=32,
+                    dropout=0.3, key=3, progress=False)
+    a = np.asarray(jaxbp.predict(NET, res.params, X))
+    b = np.asarray(jaxbp.predict(NET, res.params, X))
+    assert np.array_equal(a, b)  # no masks at inference: deterministic
+    assert jaxbp.evaluate(NET, res.params, X, y)["score"] > 0.9
+    # p = 0 is exactly the no-dropout path
+    kw = dict(opt=jaxbp.optim.sgd(0.1), epochs=2, batch_size=16, key=3, progress=False)
+    p0 = jaxbp.fit(NET, X, y, dropout=0.0, params=params0(), **kw)
+    off = jaxbp.fit(NET, X, y, params=params0(), **kw)
+    for u, v in zip(jax.tree.leaves(p0.params), jax.tree.leaves(off.params), strict=True):
+        assert np.array_equal(u, v)
