@@ -154,8 +154,8 @@ def _batch_step(net, opt, cfg, params, state, x, y, w, valid, key, lr):
     masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
     _, cache = _forward(net, params, x, masks)
     J, grads = _backward(net, params, cache, y, w[None, :])
-    if cfg.alpha > 0.0:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n real examples
-        n = jnp.maximum(jnp.sum(valid), 1.0)
+    if cfg.alpha > 0.0:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n = Σ w
+        n = jnp.where(jnp.sum(w) > 0, jnp.sum(w), 1.0)  # the batch's weight (its size if 1s)
         J = J + 0.5 * cfg.alpha / n * sum(jnp.sum(W * W) for W, _ in params)
         grads = tuple((dW + (cfg.alpha / n) * W, db)
                       for (dW, db), (W, _) in zip(grads, params, strict=True))
@@ -275,7 +275,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         early_stopping: stop when the monitored cost (validation cost if there is validation
             data, else training cost) has not improved by min_delta for `patience` epochs;
             with restore_best, return the best epoch's params.
-        alpha: L2 penalty as scikit-learn defines it: J + α/(2n) Σ_l ||W^l||² per batch of n.
+        alpha: L2 penalty as scikit-learn defines it: J + α/(2n) Σ_l ||W^l||² per batch, n
+            its number of examples (with sample weights: their sum).
         schedule: "constant", "step", "cosine", "invscaling", or a `Schedule`.
         dropout: inverted-dropout probability p on hidden layers during training.
         callback: called as callback(record) after every epoch with that epoch's history
@@ -306,8 +307,9 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
     m = X.shape[0]
     w = np.ones(m) if sample_weight is None else np.asarray(sample_weight, np.float64)
     if w.shape != (m,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
-        raise ValueError(f"sample_weight: expected {m} finite weights >= 0, not all 0, got "
-                         f"shape {w.shape}")
+        raise ValueError(f"sample_weight: expected {m} finite weights >= 0 with at least one "
+                         f"non-zero weight, got shape {w.shape}, min {np.min(w, initial=0):g}, "
+                         f"sum {np.sum(w):g}")
     validation_fraction = _fraction("validation_fraction", validation_fraction)
     dropout = _fraction("dropout", dropout)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
