@@ -149,7 +149,7 @@ def _dropout_masks(net, key, p, m, dtype):
     return (None, *[k.astype(dtype) / (1.0 - p) for k in keep])
 
 
-def _batch_step(net, opt, cfg, params, state, x, y, w, valid, key, lr):
+def _batch_step(net, opt, cfg, params, state, x, y, w, key, lr):
     """One mini-batch step: forward (with dropout masks), hand-written backward, L2, update."""
     masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
     _, cache = _forward(net, params, x, masks)
@@ -192,13 +192,12 @@ def _epoch(net, opt, cfg, params, state, X, Y, weights, key, lr):
 
     def body(carry, batch):
         params, state = carry
-        x, y, wb, vb, i = batch
-        params, state, J = _batch_step(net, opt, cfg, params, state, x, y, wb, vb,
+        x, y, wb, i = batch
+        params, state, J = _batch_step(net, opt, cfg, params, state, x, y, wb,
                                        jax.random.fold_in(k_drop, i), lr)
         return (params, state), (J, jnp.sum(wb))
 
-    batches = (split(X), split(Y), shard(w.reshape(nb, b), P(None, AXIS)),
-               shard(valid.reshape(nb, b), P(None, AXIS)), jnp.arange(nb))
+    batches = (split(X), split(Y), shard(w.reshape(nb, b), P(None, AXIS)), jnp.arange(nb))
     (params, state), (costs, batch_weights) = jax.lax.scan(body, (params, state), batches)
     return params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
 
