@@ -164,10 +164,18 @@ def test_registered_activation_is_checked_and_trains_right():
     with pytest.raises(ValueError, match="built in"):
         jaxbp.register_activation("relu", swish, swish_prime)
     assert "swish_wrong" not in jaxbp.activations.ACTIVATIONS
-    # A kink (|z|) is skipped, not mistaken for a wrong derivative.
-    jaxbp.register_activation("absval", jnp.abs, jnp.sign)
-    jaxbp.register_activation("swish", swish, swish_prime)
-    HIDDEN_G["swish"] = swish  # the oracle's own forward for it
-    net = jaxbp.MLP((4, 5, 3, N_L), hidden="swish", output="softmax")
-    for m in (1, 7):
-        check(net, m)
+    # Registration is global; other tests use "swish" as the example of an unknown name, so the
+    # names here are private to this test and removed again whatever happens.
+    names = ("user_absval", "user_swish")
+    try:
+        # A kink (|z|) is skipped, not mistaken for a wrong derivative.
+        jaxbp.register_activation("user_absval", jnp.abs, jnp.sign)
+        jaxbp.register_activation("user_swish", swish, swish_prime)
+        HIDDEN_G["user_swish"] = swish  # the oracle's own forward for it
+        net = jaxbp.MLP((4, 5, 3, N_L), hidden="user_swish", output="softmax")
+        for m in (1, 7):
+            check(net, m)
+    finally:
+        for name in names:
+            for table in (jaxbp.activations.ACTIVATIONS, jaxbp.activations.DERIVATIVES, HIDDEN_G):
+                table.pop(name, None)
