@@ -1,35 +1,208 @@
-"""scikit-learn estimators: `MLPClassifier` and `MLPRegressor` on jaxbp's `fit`.
+"""scikit-learn estimators on jaxbp's `fit`: `MLPClassifier` and `MLPRegressor`.
 
-Parameter names, meanings and defaults follow scikit-learn's `neural_network` estimators
-where they mean the same (hidden_layer_sizes=(100,), relu, adam 1e-3, alpha 1e-4, batch
-min(200, n), max_iter 200, tol 1e-4, n_iter_no_change 10, validation_fraction 0.1). Beyond
-them: `validation_loss_curve_` beside `validation_scores_`, `class_weight`, `dropout`, and
-`warm_start`/`partial_fit` that keep the optimizer state (Adam's moments and step count).
-Fitted parameters are stored as NumPy arrays, so the estimators pickle like any other.
+They take scikit-learn's parameter names, meanings and defaults wherever the meaning is the
+same (`hidden_layer_sizes=(100,)`, relu, Adam 1e-3, `alpha=1e-4`, batches of min(200, n),
+`max_iter=200`, `tol=1e-4`, `n_iter_no_change=10`, ...), stop as scikit-learn does, and pass
+its estimator checks. Training is jaxbp's: each epoch one compiled `lax.scan` of the
+hand-written backward pass. The differences:
+
+- `warm_start=True` and `partial_fit` keep the optimizer's state (Adam's moments and step
+  count, SGD's velocity, the 'adaptive' learning rate) and continue the epoch count, so that
+  k calls of `partial_fit` train exactly as one fit of k epochs (scikit-learn#6091).
+- `validation_loss_curve_`: with `early_stopping`, the validation loss of every epoch next to
+  `validation_scores_` (scikit-learn#18507); the same loss as `loss_curve_`, without the L2
+  term.
+- `dropout` (inverted dropout on the hidden layers) and, for the classifier, `class_weight`
+  (None, "balanced" or {class: weight}; scikit-learn#9113), applied as sample weights.
+- Extra activations: "leaky_relu", "gelu", "softplus". No 'lbfgs' solver, no `max_fun`, and
+  the regressor has no `loss` parameter (squared error only).
+- Initialisation is jaxbp's (He for the relu family, else Glorot; zero biases) and the Adam
+  and SGD arithmetic is torch's (`jaxbp.optim`).
+- The early-stopping split is stratified for every single-label classifier (scikit-learn
+  stratifies binary problems only), and repeats on warm starts (it is drawn from the seed).
+
+Computation is in float32, or float64 when `jax_enable_x64` is on; the fitted parameters are
+NumPy arrays (`coefs_[l]` of shape (n_l, n_{l+1}) as scikit-learn's, i.e. W^{l+1}ᵀ), so the
+estimators pickle like any other and predictions need no device state.
 """
 
+import dataclasses
+import functools
+import math
+import numbers
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import scipy.special
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.metrics import r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from jaxbp import optim
-from jaxbp.fit import Schedule, fit, predict
+from jaxbp.backprop import _backward, _forward
+from jaxbp.fit import DivergenceError, Schedule
+from jaxbp.fit import fit as _fit
 from jaxbp.model import MLP, default_dtype
 
-_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
-                "leaky_relu": "leaky_relu", "gelu": "gelu", "softplus": "softplus"}
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+# scikit-learn's activation names (and our extras) -> jaxbp's
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+               "leaky_relu": "leaky_relu", "gelu": "gelu", "softplus": "softplus"}
+_OUT_NAMES = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}
+_OUT_JAXBP = {v: k for k, v in _OUT_NAMES.items()}
+_SEED_HIGH = 2**31 - 1
+
+
+def _bucket(m):
+    """A row count rounded up to one of a few sizes, so that new data sizes seldom compile
+    again: 64, 128, 256, then eight steps per doubling (at most 12.5% padding)."""
+    if m <= 256:
+        return max(64, 1 << (m - 1).bit_length())
+    step = 1 << (m.bit_length() - 4)
+    return -(-m // step) * step
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _output_logits(net, params, X):
+    """Row-major X (m, n_0) -> Z^L row-major (m, n_L): the output layer before g."""
+    _, cache = _forward(net, params, X.T)
+    return cache.Z[net.L].T
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _outputs_and_cost(net, params, X, Y, w):
+    """A^L row-major (m, n_L) and the weighted mean cost Σ w ℓ / Σ w (no L2 term) for
+    row-major X (m, n_0), column-major targets Y (n_L, m) and weights w (1, m)."""
+    A_L, cache = _forward(net, params, X.T)
+    J, _ = _backward(net, params, cache, Y, w)  # XLA drops the unused gradients
+    return A_L.T, J
+
+
+@dataclasses.dataclass(frozen=True)
+class _EpochLR(Schedule):
+    """The learning rate of each epoch, asked from the training run (for 'invscaling' and
+    'adaptive', which depend on what happened so far)."""
+
+    run: Any = dataclasses.field(default=None, compare=False, repr=False)
+
+    def __call__(self, lr, epoch, epochs, examples_seen):
+        return self.run.lr()
+
+
+def _check_sample_weight(sample_weight, m):
+    """None, or float64 weights of shape (m,), finite and >= 0."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number):
+        w = np.full(m, float(sample_weight))
+    else:
+        w = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                        input_name="sample_weight", ensure_min_samples=0)
+    if w.ndim != 1 or w.shape[0] != m:
+        raise ValueError(f"sample_weight: expected shape ({m},), one weight per sample, got "
+                         f"shape {w.shape}")
+    if np.any(w < 0):
+        raise ValueError(f"sample_weight: expected weights >= 0, got a negative weight "
+                         f"({w.min():g})")
+    return w
+
+
+def _params_to_device(coefs, intercepts, dtype):
+    """scikit-learn's layout (coefs_[l] = W^{l+1}ᵀ, intercepts_[l] 1-D) -> jaxbp's params."""
+    return tuple((jnp.asarray(np.asarray(c, dtype).T), jnp.asarray(np.asarray(b, dtype)[:, None]))
+                 for c, b in zip(coefs, intercepts, strict=True))
+
+
+def _host(tree):
+    """A NumPy copy of a pytree of (device) arrays."""
+    return jax.tree.map(np.array, tree)
+
+
+class _Run:
+    """One call of fit/partial_fit: scikit-learn's end-of-epoch bookkeeping, run by jaxbp's
+    `fit` through its `checkpoint` hook (which sees the parameters) and `callback` (stop)."""
+
+    def __init__(self, est, net, m_train, validation):
+        self.est, self.net, self.m_train, self.validation = est, net, m_train, validation
+        self.stopped = False
+
+    def lr(self):
+        est = self.est
+        if est.solver == "sgd" and est.learning_rate == "invscaling":
+            return est.learning_rate_init / (est.t_ + 1) ** est.power_t
+        if est.solver == "sgd" and est.learning_rate == "adaptive":
+            return est._lr
+        return est.learning_rate_init
+
+    def end_epoch(self, result, epoch):
+        est = self.est
+        loss = float(result.history["train_cost"][-1])
+        est.n_iter_ += 1
+        est._epoch += 1
+        est.t_ += self.m_train
+        est.loss_ = loss
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        if self.validation is not None:
+            X_val, Y_val, w_val, Y_val_rows, w_val_rows = self.validation
+            A, J = _outputs_and_cost(self.net, result.params, X_val, Y_val, w_val)
+            score = est._score_outputs(np.asarray(A), Y_val_rows, w_val_rows, self.net.output)
+            est.validation_scores_.append(score)
+            est.validation_loss_curve_.append(float(J))
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_params = _host(result.params)
+        else:
+            if loss > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            est.best_loss_ = min(est.best_loss_, loss)
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.validation is not None else "Training loss"
+            msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                   f"{est.n_iter_no_change} consecutive epochs.")
+            if est.solver == "sgd" and est.learning_rate == "adaptive" and est._lr > 1e-6:
+                est._lr /= 5.0
+                est._no_improvement_count = 0
+                if est.verbose:
+                    print(f"{msg} Setting learning rate to {est._lr:f}")
+            else:
+                self.stopped = True
+                if est.verbose:
+                    small = (" Learning rate too small." if est.solver == "sgd" and
+                             est.learning_rate == "adaptive" else "")
+                    print(f"{msg}{small} Stopping.")
+
+    def should_stop(self, record):
+        return self.stopped
 
 
 class _BaseMLP(BaseEstimator):
+    """What the classifier and the regressor share: parameters, checks, the training call."""
+
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=1e-3, power_t=0.5, max_iter=200, shuffle=True,
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0):
@@ -57,240 +230,463 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.dropout = dropout
 
-    # --- checks and building blocks -----------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified: the network multiplies dense matrices
+        return tags
+
+    # --- hyperparameters ---------------------------------------------------------------------
     def _check_params(self):
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {list(_ACTIVATIONS)}, got "
-                             f"{self.activation!r}")
-        if self.solver not in ("sgd", "adam"):
-            raise ValueError(f"solver: expected 'sgd' or 'adam' (jaxbp has no 'lbfgs'), got "
-                             f"{self.solver!r}")
-        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError(f"learning_rate: expected 'constant', 'invscaling' or "
-                             f"'adaptive', got {self.learning_rate!r}")
-        if not (isinstance(self.learning_rate_init, (int, float)) and
-                self.learning_rate_init > 0):
-            raise ValueError(f"learning_rate_init: expected a number > 0, got "
-                             f"{self.learning_rate_init!r}")
-        if not (isinstance(self.max_iter, (int, np.integer)) and self.max_iter >= 1):
-            raise ValueError(f"max_iter: expected an int >= 1, got {self.max_iter!r}")
+        """Check the hyperparameters (at fit time, as scikit-learn does); return the hidden
+        layer sizes as a tuple."""
         hidden = self.hidden_layer_sizes
-        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
-        if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
-            raise ValueError(f"hidden_layer_sizes: expected positive ints, got "
-                             f"{self.hidden_layer_sizes!r}")
-        return hidden
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        hidden = None if isinstance(hidden, (str, bytes)) or not hasattr(
+            hidden, "__iter__") else tuple(hidden)
+        if hidden is None or any(isinstance(h, bool) or not isinstance(h, numbers.Integral)
+                                 or h < 1 for h in hidden):
+            raise ValueError(f"hidden_layer_sizes: expected a positive int or a sequence of "
+                             f"positive ints, got {self.hidden_layer_sizes!r}")
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not supported by jaxbp's estimators: jaxbp "
+                             "trains with mini-batches; use solver='adam' or 'sgd'")
+        _choice("solver", self.solver, ("adam", "sgd"))
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got "
+                             f"{self.activation!r}")
+        _choice("learning_rate", self.learning_rate, ("constant", "invscaling", "adaptive"))
+        _real("alpha", self.alpha, low=0.0)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            _integer("batch_size", self.batch_size, '"auto" or an int >= 1')
+        _real("learning_rate_init", self.learning_rate_init, low=0.0, low_open=True)
+        _real("power_t", self.power_t, low=0.0)
+        _integer("max_iter", self.max_iter, "an int >= 1")
+        _real("tol", self.tol, low=0.0)
+        _real("momentum", self.momentum, low=0.0, high=1.0)
+        _real("validation_fraction", self.validation_fraction, low=0.0, high=1.0,
+              low_open=bool(self.early_stopping), high_open=True)
+        _real("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        _real("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        _real("epsilon", self.epsilon, low=0.0, low_open=True)
+        if not (isinstance(self.n_iter_no_change, float) and self.n_iter_no_change == math.inf):
+            _integer("n_iter_no_change", self.n_iter_no_change, "an int >= 1 or np.inf")
+        _real("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        return tuple(int(h) for h in hidden)
 
     def _optimizer(self):
+        # Every epoch's learning rate comes from the schedule (`_EpochLR`), so the optimizer's
+        # own lr is a placeholder: estimators that differ only in learning_rate_init (a grid
+        # search) share one compiled epoch.
         if self.solver == "sgd":
-            return optim.sgd(self.learning_rate_init, momentum=self.momentum,
-                             nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
-        return optim.adam(self.learning_rate_init, b1=self.beta_1, b2=self.beta_2,
-                          eps=self.epsilon)
+            return optim.sgd(1.0, momentum=float(self.momentum),
+                             nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+        return optim.adam(1.0, b1=float(self.beta_1), b2=float(self.beta_2),
+                          eps=float(self.epsilon))
 
-    def _key(self):
-        rs = self.random_state
-        if rs is None:
-            seed = int(np.random.default_rng().integers(2**31 - 1))
-        elif isinstance(rs, (int, np.integer)):
-            seed = int(rs)
-        else:
-            seed = int(rs.randint(2**31 - 1))
-        return seed
+    # --- the fitted network --------------------------------------------------------------------
+    def _net(self):
+        sizes = (self.coefs_[0].shape[0], *(c.shape[1] for c in self.coefs_))
+        return MLP(sizes, hidden=self._hidden_activation,
+                   output=_OUT_JAXBP[self.out_activation_])
 
-    def _params_np(self, params):
-        return tuple((np.asarray(W), np.asarray(b)) for W, b in params)
-
-    def _train(self, X, Y, epochs, sample_weight, incremental):
-        # Like scikit-learn's MLP, the estimators compute in float64 (jaxbp.fit and the CLI
-        # default to float32 for speed).
-        with jax.enable_x64(True):
-            return self._train64(X, Y, epochs, sample_weight, incremental)
-
-    def _train64(self, X, Y, epochs, sample_weight, incremental):
-        hidden = self._check_params()
-        n_outputs = self._n_outputs(Y)
+    def _logits(self, X):
+        """Validated X -> Z^L (m, n_L), the output layer before its activation, as a NumPy
+        array in X's dtype. The network runs compiled; the rows are padded to a few sizes so
+        that new sizes seldom compile."""
+        check_is_fitted(self, "coefs_")
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        if sparse.issparse(X):
+            X = X.toarray()
         dtype = default_dtype()
-        X = np.asarray(X, dtype)
-        net = MLP((X.shape[1], *hidden, n_outputs), hidden=_ACTIVATIONS[self.activation],
-                  output=self._output, loss=None)
+        m = X.shape[0]
+        X_pad = np.zeros((_bucket(m), X.shape[1]), dtype)
+        X_pad[:m] = X
+        params = _params_to_device(self.coefs_, self.intercepts_, dtype)
+        Z = _output_logits(self._net(), params, jnp.asarray(X_pad))
+        return np.asarray(Z)[:m].astype(X.dtype)
+
+    # --- training ------------------------------------------------------------------------------
+    def _batch_size(self, m):
+        if isinstance(self.batch_size, str):
+            return min(200, m)
+        if self.batch_size > m:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped", stacklevel=5)
+        return min(int(self.batch_size), m)
+
+    def _reset(self):
+        """The state of a first fit (scikit-learn's `_initialize`)."""
+        self._seed = int(check_random_state(self.random_state).randint(_SEED_HIGH))
+        self._epoch = 0  # epochs trained over all calls: epoch e shuffles with fold_in(key, e)
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self._opt = self._opt_state = self._best_params = None
+        self._lr = float(self.learning_rate_init)
+        if self.early_stopping:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+            self.best_validation_score_, self.best_loss_ = -np.inf, None
+        else:
+            self.validation_scores_ = self.validation_loss_curve_ = None
+            self.best_validation_score_, self.best_loss_ = None, np.inf
+
+    def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        hidden = self._check_params()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y, strata, class_w, output, labels = self._validate_input(X, y, incremental,
+                                                                     first_pass, classes)
+        m, n_features = X.shape
+        w = _check_sample_weight(sample_weight, m)
+        if class_w is not None:
+            w = class_w if w is None else w * class_w
+        if w is not None and not np.any(w > 0):
+            raise ValueError("sample_weight: all weights are zero (class_weight included); at "
+                             "least one must be non-zero")
+        net = MLP((n_features, *hidden, Y.shape[1]), hidden=ACTIVATIONS[self.activation],
+                  output=output)
+        dtype = default_dtype()
         opt = self._optimizer()
-        resume = (self.warm_start or incremental) and getattr(self, "net_", None) == net \
-            and getattr(self, "_opt", None) == opt
-        if not resume:
-            self.loss_curve_, self.validation_scores_, self.validation_loss_curve_ = [], [], []
-            self.n_iter_, self.t_, self.best_loss_ = 0, 0, np.inf
-            self._params = self._state = None
-            self._seed = self._key()
-        self.net_, self._opt = net, opt
-        early = self.early_stopping and not incremental
-        to_jax = lambda t: None if t is None else jax.tree.map(jax.numpy.asarray, t)  # noqa: E731
-        schedule = Schedule("invscaling", power_t=self.power_t) if (
-            self.solver == "sgd" and self.learning_rate == "invscaling") else "constant"
-        stop = _Stopper(self, early)
-        result = fit(net, X, Y, opt=opt, epochs=epochs,
-                     batch_size=None if self.batch_size == "auto" else int(self.batch_size),
-                     key=self._seed, params=to_jax(self._params), opt_state=to_jax(self._state),
-                     sample_weight=sample_weight,
-                     validation_fraction=self.validation_fraction if early else 0.0,
-                     early_stopping=False, alpha=float(self.alpha), schedule=schedule,
-                     dropout=self.dropout, shuffle=self.shuffle, callback=stop,
-                     progress=bool(self.verbose), start_epoch=self.n_iter_)
+        params = state = None
+        if first_pass:
+            self._reset()
+        else:
+            if net.sizes != self._net().sizes:
+                raise ValueError(f"warm_start/partial_fit: the fitted network has layer sizes "
+                                 f"{self._net().sizes}, but hidden_layer_sizes and these data "
+                                 f"ask for {net.sizes}")
+            params = _params_to_device(self.coefs_, self.intercepts_, dtype)
+            if self._opt_state is not None and type(self._opt) is type(opt):
+                state = jax.tree.map(
+                    lambda a: jnp.asarray(a, dtype if np.issubdtype(a.dtype, np.floating)
+                                          else a.dtype), self._opt_state)
+                try:
+                    optim.check(opt, state, params)
+                except ValueError:  # e.g. momentum switched on: start the optimizer afresh
+                    state = None
+            if state is None or self._lr_init != self.learning_rate_init:
+                self._lr = float(self.learning_rate_init)  # the 'adaptive' rate starts again
+            if self.early_stopping and self.validation_scores_ is None:
+                self.validation_scores_, self.validation_loss_curve_ = [], []
+                self.best_validation_score_ = -np.inf
+            if not self.early_stopping and self.best_loss_ is None:
+                self.best_loss_ = np.inf
+        self.n_iter_ = 0
+        self._hidden_activation = net.hidden
+
+        validation = None
+        if self.early_stopping:
+            train, val = self._split(m, strata)
+            w_val = np.ones(len(val)) if w is None else w[val]
+            if not np.any(w_val > 0):
+                raise ValueError("early_stopping: the validation rows' weights are all zero; "
+                                 "change random_state or validation_fraction")
+            validation = (jnp.asarray(X[val], dtype), jnp.asarray(Y[val].T, dtype),
+                          jnp.asarray(w_val[None, :], dtype), Y[val], w_val)
+            X, Y, w = X[train], Y[train], None if w is None else w[train]
+            m = len(train)
+        if w is not None and not np.any(w > 0):
+            raise ValueError("sample_weight: the training rows' weights are all zero; at least "
+                             "one must be non-zero")
+        X_fit, Y_fit, w_fit, batch_size = self._padded(X, Y, w)
+
+        run = _Run(self, net, m, validation)
+        try:
+            result = _fit(net, X_fit, Y_fit, opt=opt, epochs=1 if incremental else self.max_iter,
+                          batch_size=batch_size, key=self._seed, params=params, opt_state=state,
+                          sample_weight=w_fit, alpha=float(self.alpha), schedule=_EpochLR(run=run),
+                          dropout=float(self.dropout), shuffle=bool(self.shuffle),
+                          callback=run.should_stop, checkpoint=run.end_epoch, progress=False,
+                          start_epoch=self._epoch)
+        except DivergenceError as e:
+            raise ValueError(f"{type(self).__name__}: training diverged ({e}). The input data "
+                             f"may contain large values and need to be preprocessed "
+                             f"(e.g. StandardScaler), or learning_rate_init is too large."
+                             ) from e
         params = result.params
-        if early and stop.best_params is not None:
-            params = stop.best_params
-        self._params = self._params_np(params)
-        self._state = jax.tree.map(np.asarray, result.opt_state)
-        self.n_iter_ += result.epochs_run
-        self.t_ += result.epochs_run * X.shape[0]
-        self.coefs_ = [W.T for W, _ in self._params]
-        self.intercepts_ = [b[:, 0] for _, b in self._params]
-        self.n_layers_ = len(hidden) + 2
-        self.n_outputs_ = n_outputs
-        self.out_activation_ = {"sigmoid": "logistic", "softmax": "softmax",
-                                "identity": "identity"}[self._output]
-        if not stop.converged and not incremental and result.epochs_run == epochs:
-            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                          f"reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=3)
+        if self.early_stopping and self._best_params is not None:
+            params = self._best_params  # restore the best epoch's weights
+        params = _host(params)
+        self.coefs_ = [np.ascontiguousarray(W.T) for W, _ in params]
+        self.intercepts_ = [b[:, 0] for _, b in params]
+        self._opt, self._opt_state = opt, _host(result.opt_state)
+        self._lr_init = self.learning_rate_init
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(net.sizes)
+        self.out_activation_ = _OUT_NAMES[output]
+        if labels is not None:  # set with the weights they belong to, after training
+            self._label_binarizer, self.classes_ = labels, labels.classes_
+        if not incremental and not run.stopped and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          f"and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=3)
         return self
 
-    def _forward(self, X):
-        check_is_fitted(self, "_params")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        with jax.enable_x64(True):
-            params = jax.tree.map(jax.numpy.asarray, self._params)
-            return np.asarray(predict(self.net_, params, X), np.float64)
+    def _split(self, m, strata):
+        """Indices (train, validation) for early stopping, drawn from the seed; stratified
+        when the targets are single-label classes with at least two rows each."""
+        idx = np.arange(m)
+        kw = dict(test_size=self.validation_fraction)
+        try:
+            train, val = train_test_split(idx, stratify=strata,
+                                          random_state=np.random.RandomState(self._seed), **kw)
+        except ValueError:
+            if strata is None:
+                raise
+            train, val = train_test_split(idx, random_state=np.random.RandomState(self._seed),
+                                          **kw)
+        if len(val) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        return train, val
+
+    def _padded(self, X, Y, w):
+        """The rows, weights and batch size for jaxbp's `fit`.
+
+        When all rows fit in one batch, rows of weight 0 pad it to one of a few sizes: the
+        gradient and cost are unchanged (`fit` divides by the batch's weight, the L2 term
+        too), and new data sizes seldom compile a new epoch.
+        """
+        m = X.shape[0]
+        batch_size = self._batch_size(m)
+        if batch_size < m or _bucket(m) == m:
+            return X, Y, w, batch_size
+        pad = _bucket(m) - m
+        X = np.concatenate([X, np.zeros((pad, X.shape[1]), X.dtype)])
+        Y = np.concatenate([Y, np.repeat(Y[:1], pad, axis=0)])  # valid targets, weight 0
+        w = np.concatenate([np.ones(m) if w is None else w, np.zeros(pad)])
+        return X, Y, w, m + pad
 
 
-class _Stopper:
-    """scikit-learn's stopping rule as a `fit` callback: the training loss (or, with early
-    stopping, the validation score) must improve by tol within n_iter_no_change epochs."""
+def _choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
 
-    def __init__(self, est, early):
-        self.est, self.early, self.waited = est, early, 0
-        self.best_score, self.best_params, self.converged = -np.inf, None, False
 
-    def __call__(self, record):
-        est = self.est
-        est.loss_curve_.append(record["train_cost"])
-        if self.early:
-            est.validation_scores_.append(record["val_score"])
-            est.validation_loss_curve_.append(record["val_cost"])
-            improved = record["val_score"] > self.best_score + est.tol
-            if record["val_score"] > self.best_score:
-                self.best_score = record["val_score"]
-                est.best_validation_score_ = self.best_score
-        else:
-            improved = record["train_cost"] < est.best_loss_ - est.tol
-        est.best_loss_ = min(est.best_loss_, record["train_cost"])
-        self.waited = 0 if improved else self.waited + 1
-        if self.waited > est.n_iter_no_change:
-            self.converged = True
-            return True
-        return None
+def _real(name, value, low=None, high=None, low_open=False, high_open=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{name}: expected a number {' and '.join(filter(None, (lo, hi)))}, "
+                         f"got {value!r}")
+
+
+def _integer(name, value, what):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """A multilayer perceptron classifier trained by jaxbp's hand-written backprop.
+    """Multilayer perceptron classifier trained by jaxbp's hand-written backprop.
 
-    Binary targets use one sigmoid output (bce), more classes a softmax (cross-entropy);
-    labels may be any values (strings included), kept in `classes_`.
+    Targets as scikit-learn's MLPClassifier: labels of any type (kept in `classes_`); two
+    classes train one sigmoid output (binary cross-entropy), more a softmax (cross-entropy),
+    and a multilabel indicator matrix one sigmoid per label.
+
+    Parameters are scikit-learn's (see `sklearn.neural_network.MLPClassifier`), without
+    `max_fun` and 'lbfgs', plus:
+        dropout: inverted-dropout probability on the hidden layers during training.
+        class_weight: None, "balanced" or {class: weight}; multiplies the sample weights
+            (for multilabel targets, as `sklearn.utils.class_weight.compute_sample_weight`).
+
+    Attributes: classes_, coefs_, intercepts_, loss_, loss_curve_, best_loss_,
+    validation_scores_, validation_loss_curve_, best_validation_score_, n_iter_ (epochs of
+    the last call), t_ (training samples seen), n_features_in_, n_layers_, n_outputs_,
+    out_activation_.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=1e-4, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=1e-3, power_t=0.5, max_iter=200, shuffle=True,
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0,
                  class_weight=None):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha,
-                         batch_size=batch_size, learning_rate=learning_rate,
-                         learning_rate_init=learning_rate_init, power_t=power_t,
-                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
-                         verbose=verbose, warm_start=warm_start, momentum=momentum,
-                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, dropout=dropout)
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, dropout=dropout)
         self.class_weight = class_weight
-
-    def _n_outputs(self, Y):
-        return 1 if len(self.classes_) == 2 else len(self.classes_)
-
-    def _prepare(self, X, y, sample_weight, classes=None, reset=True):
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float64)
-        check_classification_targets(y)
-        if classes is not None or not hasattr(self, "classes_") or reset:
-            self.classes_ = np.unique(y if classes is None else classes)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y: expected at least 2 classes, got 1 class "
-                             f"({self.classes_[0]!r})")
-        self._output = "sigmoid" if len(self.classes_) == 2 else "softmax"
-        ids = np.searchsorted(self.classes_, y)
-        if np.any(ids >= len(self.classes_)) or np.any(self.classes_[np.minimum(
-                ids, len(self.classes_) - 1)] != y):
-            raise ValueError(f"y: labels outside classes {self.classes_.tolist()}")
-        w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-        if self.class_weight is not None:
-            cw = compute_sample_weight(self.class_weight, y)
-            w = cw if w is None else w * cw
-        return X, ids, w
-
-    def fit(self, X, y, sample_weight=None):
-        X, ids, w = self._prepare(X, y, sample_weight)
-        return self._train(X, ids, self.max_iter, w, incremental=False)
-
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch on (X, y), continuing from the current weights and optimizer state."""
-        first = not hasattr(self, "classes_")
-        if first and classes is None:
-            raise ValueError("classes: expected the list of all classes on the first "
-                             "call to partial_fit")
-        X, ids, w = self._prepare(X, y, sample_weight, classes=classes if first else None,
-                                  reset=first)
-        return self._train(X, ids, 1, w, incremental=True)
-
-    def predict_proba(self, X):
-        A = self._forward(X)  # (m, n_L)
-        return np.hstack([1 - A, A]) if A.shape[1] == 1 else A
-
-    def predict_log_proba(self, X):
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
-
-    def predict(self, X):
-        proba = self.predict_proba(X)  # first: it raises NotFittedError before fit
-        return self.classes_[np.argmax(proba, axis=1)]
-
-
-class MLPRegressor(RegressorMixin, _BaseMLP):
-    """A multilayer perceptron regressor (identity output, squared error) trained by jaxbp."""
-
-    _output = "identity"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True  # y of shape (m, k): k identity outputs
+        tags.classifier_tags.multi_label = True
         return tags
 
-    def _n_outputs(self, Y):
-        return 1 if Y.ndim == 1 else Y.shape[1]
-
-    def _prepare(self, X, y, reset=True):
-        X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, multi_output=True,
-                             y_numeric=True)
-        return X, np.asarray(y, np.float64)
-
     def fit(self, X, y, sample_weight=None):
-        X, y = self._prepare(X, y)
-        return self._train(X, y, self.max_iter, sample_weight, incremental=False)
+        """Train on X (n_samples, n_features) and labels y (n_samples,) or a multilabel
+        indicator matrix (n_samples, n_labels); returns self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch on (X, y), continuing from the current weights and optimizer state."""
-        X, y = self._prepare(X, y, reset=not hasattr(self, "_params"))
-        return self._train(X, y, 1, sample_weight, incremental=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state.
+        `classes` (all the labels to expect) is required on the first call."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True, classes=classes)
+
+    def _validate_input(self, X, y, incremental, first_pass, classes):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=first_pass)
+        if sparse.issparse(X):
+            X = X.toarray()
+        if sparse.issparse(y):
+            y = y.toarray()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        multilabel = type_of_target(y).startswith("multilabel")
+        if first_pass:
+            lb = LabelBinarizer()
+            if incremental and not multilabel:
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to "
+                                     "partial_fit.")
+                lb.fit(classes)
+            else:
+                lb.fit(y)
+            if len(lb.classes_) < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes "
+                                 f"in the data, but the data contains only one class: "
+                                 f"{lb.classes_.tolist()[0]!r}")
+        else:
+            lb = self._label_binarizer
+        if not first_pass and incremental and classes is not None and not np.array_equal(
+                unique_labels(classes), lb.classes_):
+            raise ValueError(f"classes: expected the classes of the first call to "
+                             f"partial_fit, {lb.classes_.tolist()}, got "
+                             f"{unique_labels(classes).tolist()}")
+        if not first_pass and self.warm_start and not incremental and not multilabel and (
+                set(unique_labels(y)) != set(lb.classes_)):
+            raise ValueError(f"warm_start can only be used where `y` has the same classes as "
+                             f"in the previous call to fit. Previously got {lb.classes_}, "
+                             f"`y` has {unique_labels(y)}")
+        if not multilabel:
+            unknown = np.setdiff1d(unique_labels(y), lb.classes_)
+            if len(unknown):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {lb.classes_}. 'y' has {unique_labels(y)}.")
+        Y = lb.transform(y)
+        Y = np.asarray(Y.toarray() if sparse.issparse(Y) else Y, np.float64)
+        output = "softmax" if lb.y_type_ == "multiclass" else "sigmoid"
+        ids = None if multilabel else (np.argmax(Y, axis=1) if Y.shape[1] > 1 else
+                                       Y[:, 0].astype(int))
+        return X, Y, ids, self._class_weights(y, Y, ids, lb.classes_, incremental), output, lb
+
+    def _class_weights(self, y, Y, ids, classes, incremental):
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if not (isinstance(cw, Mapping) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight: expected None, 'balanced' or a dict "
+                             f"{{class: weight}}, got {cw!r}")
+        if ids is None:  # multilabel: one weight per (label, value), multiplied over labels
+            return compute_sample_weight(cw, Y.astype(int))
+        if isinstance(cw, str):
+            if incremental:
+                raise ValueError(
+                    "class_weight='balanced' is not supported for partial_fit: one call's "
+                    "class frequencies are not the data's. Compute the weights once with "
+                    "sklearn.utils.class_weight.compute_class_weight('balanced', "
+                    "classes=classes, y=y_all) and pass them as class_weight={class: weight}.")
+            weights = compute_class_weight("balanced", classes=classes, y=y)
+        else:
+            unknown = [c for c in cw if c not in set(classes.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight: classes {unknown} are not in "
+                                 f"classes_ {classes.tolist()}")
+            weights = np.array([float(cw.get(c, 1.0)) for c in classes.tolist()])
+            if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+                raise ValueError(f"class_weight: expected finite weights >= 0, got {cw!r}")
+        return weights[ids]
+
+    def _score_outputs(self, A, Y, w, output):
+        """Accuracy of outputs A against encoded targets Y (both (m, n_L)), weighted by w;
+        subset accuracy for multilabel targets, as `accuracy_score`."""
+        if output == "softmax":
+            correct = np.argmax(A, axis=1) == np.argmax(Y, axis=1)
+        else:
+            correct = np.all((A > 0.5) == (Y > 0.5), axis=1)
+        return float(np.average(correct, weights=w))
 
     def predict(self, X):
-        A = self._forward(X)
-        return A[:, 0] if self.n_outputs_ == 1 else A
+        """Class labels (n_samples,), or an indicator matrix for multilabel targets."""
+        Z = self._logits(X)
+        P = scipy.special.softmax(Z, axis=1) if self.out_activation_ == "softmax" else (
+            scipy.special.expit(Z))
+        return self._label_binarizer.inverse_transform(P)
+
+    def predict_proba(self, X):
+        """Probabilities (n_samples, n_classes), columns in the order of `classes_` (for
+        multilabel targets, each label's probability)."""
+        Z = self._logits(X)
+        if self.out_activation_ == "softmax":
+            return scipy.special.softmax(Z, axis=1)
+        if self.n_outputs_ == 1:  # σ(−z) rather than 1 − σ(z): no cancellation to 0
+            return np.hstack([scipy.special.expit(-Z), scipy.special.expit(Z)])
+        return scipy.special.expit(Z)
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X)): -inf where a probability underflows to 0."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multilayer perceptron regressor (identity output, squared error ½‖a − y‖²) trained by
+    jaxbp's hand-written backprop. y of shape (n_samples,) gives 1-D predictions, y of shape
+    (n_samples, k) k outputs.
+
+    Parameters are scikit-learn's (see `sklearn.neural_network.MLPRegressor`), without
+    `loss`, `max_fun` and 'lbfgs', plus `dropout`. Attributes as `MLPClassifier`'s, without
+    classes_. For k > 1 outputs the loss sums the k squared errors (scikit-learn averages
+    them), so loss_curve_ is k times scikit-learn's; validation_scores_ are R² averaged over
+    the outputs, as `r2_score`.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on X (n_samples, n_features) and targets y (n_samples,) or (n_samples, k);
+        returns self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y), continuing from the current weights and optimizer state."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, incremental, first_pass, classes):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=first_pass)
+        if sparse.issparse(X):
+            X = X.toarray()
+        if sparse.issparse(y):
+            y = y.toarray()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = np.asarray(y, np.float64).reshape(len(y), -1)
+        return X, Y, None, None, "identity", None
+
+    def _score_outputs(self, A, Y, w, output):
+        return float(r2_score(Y, A, sample_weight=w))
+
+    def predict(self, X):
+        """Predictions (n_samples,) for 1-D training targets, else (n_samples, k)."""
+        Z = self._logits(X)  # identity output: A^L = Z^L
+        return Z[:, 0] if self.n_outputs_ == 1 else Z
