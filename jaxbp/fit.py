@@ -136,7 +136,7 @@ class _Static:
     batch_size: int
     shuffle: bool
     dropout: float
-    alpha: float
+    l2: bool  # alpha > 0; alpha's value is traced, so a search over it compiles once
     mesh: Any = None  # a 1-D "data" mesh: each batch's columns are split over its devices
     batch_pad: int = 0  # zero-weight columns added to each batch so the mesh divides it
 
@@ -149,22 +149,54 @@ def _dropout_masks(net, key, p, m, dtype):
     return (None, *[k.astype(dtype) / (1.0 - p) for k in keep])
 
 
-def _batch_step(net, opt, cfg, params, state, x, y, w, key, lr):
-    """One mini-batch step: forward (with dropout masks), hand-written backward, L2, update."""
+# Inside the epoch the parameters, gradients and optimizer moments travel as one flat vector
+# each: the update of every layer is then one fused loop instead of one per array (on CPU the
+# per-kernel launch, not the arithmetic, is what a small network's step costs). The
+# optimizers are elementwise, so the arithmetic is the same number for number.
+def _flat(tree):
+    """Every leaf of `tree`, raveled and concatenated in tree order: one vector."""
+    return jnp.concatenate([x.reshape(-1) for x in jax.tree.leaves(tree)])
+
+
+def _unflat(flat, like):
+    """The inverse of `_flat`: slices of `flat` shaped as the leaves of `like`."""
+    leaves, treedef = jax.tree.flatten(like)
+    out, i = [], 0
+    for x in leaves:
+        out.append(flat[i:i + x.size].reshape(x.shape))
+        i += x.size
+    return jax.tree.unflatten(treedef, out)
+
+
+def _param_fields(state, params):
+    """Which fields of an optimizer state are shaped like params (moments, velocities)."""
+    like = jax.tree.structure(params)
+    return tuple(jax.tree.structure(v) == like for v in state)
+
+
+def _map_state(f, state, fields):
+    """Apply f to the fields of an optimizer state that `fields` marks."""
+    return type(state)(*[f(v) if is_p else v for v, is_p in zip(state, fields, strict=True)])
+
+
+def _batch_step(net, opt, cfg, like, flat_p, flat_s, x, y, w, key, lr, alpha, l2_mask):
+    """One mini-batch step on flat parameters: forward (with dropout masks), hand-written
+    backward, L2, update."""
+    params = _unflat(flat_p, like)
     masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
     _, cache = _forward(net, params, x, masks)
     J, grads = _backward(net, params, cache, y, w[None, :])
-    if cfg.alpha > 0.0:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n = Σ w
+    g = _flat(grads)
+    if cfg.l2:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n = Σ w (biases: none)
         n = jnp.where(jnp.sum(w) > 0, jnp.sum(w), 1.0)  # the batch's weight (its size if 1s)
-        J = J + 0.5 * cfg.alpha / n * sum(jnp.sum(W * W) for W, _ in params)
-        grads = tuple((dW + (cfg.alpha / n) * W, db)
-                      for (dW, db), (W, _) in zip(grads, params, strict=True))
-    params, state = opt.update(grads, state, params, lr=lr)
-    return params, state, J
+        J = J + 0.5 * alpha / n * jnp.sum(l2_mask * flat_p * flat_p)
+        g = g + (alpha / n) * l2_mask * flat_p
+    flat_p, flat_s = opt.update(g, flat_s, flat_p, lr=lr)
+    return flat_p, flat_s, J
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2), donate_argnums=(3, 4))
-def _epoch(net, opt, cfg, params, state, X, Y, weights, key, lr):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _epoch(net, opt, cfg, params, state, X, Y, weights, key, lr, alpha):
     """One epoch: shuffle, pad to whole batches with zero weights, scan the step over them.
     Returns (params, state, weighted mean of the batch costs)."""
     m, b = X.shape[1], cfg.batch_size
@@ -190,16 +222,22 @@ def _epoch(net, opt, cfg, params, state, X, Y, weights, key, lr):
     def split(A):  # (n, nb·b) -> (nb, n, b): batch i is columns i·b .. i·b + b − 1
         return shard(A[:, idx].reshape(A.shape[0], nb, b).transpose(1, 0, 2), P(None, None, AXIS))
 
+    l2_mask = _flat(tuple((jnp.ones_like(W), jnp.zeros_like(b)) for W, b in params))
+
     def body(carry, batch):
-        params, state = carry
+        flat_p, flat_s = carry
         x, y, wb, i = batch
-        params, state, J = _batch_step(net, opt, cfg, params, state, x, y, wb,
-                                       jax.random.fold_in(k_drop, i), lr)
-        return (params, state), (J, jnp.sum(wb))
+        flat_p, flat_s, J = _batch_step(net, opt, cfg, params, flat_p, flat_s, x, y, wb,
+                                        jax.random.fold_in(k_drop, i), lr, alpha, l2_mask)
+        return (flat_p, flat_s), (J, jnp.sum(wb))
 
     batches = (split(X), split(Y), shard(w.reshape(nb, b), P(None, AXIS)), jnp.arange(nb))
-    (params, state), (costs, batch_weights) = jax.lax.scan(body, (params, state), batches)
-    return params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
+    fields = _param_fields(state, params)
+    carry = (_flat(params), _map_state(_flat, state, fields))
+    (flat_p, flat_s), (costs, batch_weights) = jax.lax.scan(body, carry, batches)
+    new_params = _unflat(flat_p, params)
+    state = _map_state(lambda v: _unflat(v, params), flat_s, fields)
+    return new_params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -282,8 +320,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             record (a dict); returning True stops training.
         progress: show a tqdm bar (default: when stderr is a terminal).
         checkpoint: optional callable(result_so_far, epoch) called after each epoch; the CLI
-            uses it to write checkpoints. Its arrays are donated to the next epoch: save or
-            copy them during the call, do not keep them.
+            uses it to write checkpoints. Its arrays are not consumed by later epochs: it
+            may keep them.
         mesh: a `jaxbp.parallel.data_mesh(...)`: data parallelism. The data and parameters
             are replicated on its devices and each batch's columns are split over them (a
             batch that does not divide is padded with zero-weight columns); XLA inserts the
@@ -353,7 +391,6 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         Yv = validate.targets(net, params, Y_val, m=Xv.shape[1], name="validation y")
     state = opt.init(params) if opt_state is None else opt_state
     optim.check(opt, state, params)
-    params, state = jax.tree.map(jnp.copy, (params, state))  # the epochs donate these
     batch_pad = 0
     if mesh is not None:
         if not isinstance(mesh, jax.sharding.Mesh) or mesh.axis_names != (AXIS,):
@@ -362,7 +399,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         Xc, Yc, wc, params, state = replicate((Xc, Yc, wc, params, state), mesh)
         if X_val is not None:
             Xv, Yv = replicate((Xv, Yv), mesh)
-    cfg = _Static(batch_size, bool(shuffle), dropout, float(alpha), mesh, batch_pad)
+    cfg = _Static(batch_size, bool(shuffle), dropout, alpha > 0, mesh, batch_pad)
 
     history = {k: list(v) for k, v in (history or {}).items()}
     for k in ("epoch", "lr", "train_cost", "seconds") + (("val_cost", "val_score")
@@ -383,7 +420,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             t0 = time.perf_counter()
             lr = schedule(opt.lr, epoch, start_epoch + epochs, epoch * m)
             params, state, J = _epoch(net, opt, cfg, params, state, Xc, Yc, wc,
-                                      jax.random.fold_in(key, epoch), jnp.asarray(lr, dtype))
+                                      jax.random.fold_in(key, epoch), jnp.asarray(lr, dtype),
+                                      jnp.asarray(alpha, dtype))
             J = float(J)
             if not math.isfinite(J):
                 raise DivergenceError(
