@@ -70,6 +70,14 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Parameter and com
 flags.DEFINE_boolean("quiet", False, "No progress bar.")
 flags.DEFINE_integer("devices", 1, "Data-parallel over this many devices (0: all of them); "
                      "each batch's columns are split across them.", lower_bound=0)
+flags.DEFINE_string("coordinator_address", None, "Multi-host training: 'host:port' of process "
+                    "0, the same on every process (jax.distributed.initialize).")
+flags.DEFINE_integer("num_processes", 1, "Multi-host training: how many processes (one per "
+                     "host); with more than 1 the run is data parallel over every device of "
+                     "every process.", lower_bound=1)
+flags.DEFINE_integer("process_id", 0, "Multi-host training: this process's index, 0 .. "
+                     "--num_processes − 1. Process 0 alone prints, plots and writes "
+                     "checkpoints.", lower_bound=0)
 flags.DEFINE_string("checkpoint", None, "evaluate/predict: the checkpoint .npz to load.")
 flags.DEFINE_string("input", None, "predict: rows to predict (.csv with a header, or .npy).")
 flags.DEFINE_float("explain_lr", 0.01, "explain: learning rate of the SGD step shown.",
@@ -154,6 +162,20 @@ def _train():
 
     if FLAGS.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    if FLAGS.num_processes > 1:  # before any other JAX work, as jax.distributed requires
+        if FLAGS.coordinator_address is None:
+            _fail("--coordinator_address: expected 'host:port' of process 0 when "
+                  f"--num_processes is {FLAGS.num_processes}, got nothing")
+        if FLAGS.process_id >= FLAGS.num_processes:
+            _fail(f"--process_id: expected 0 .. {FLAGS.num_processes - 1}, got "
+                  f"{FLAGS.process_id}")
+        if FLAGS.devices not in (0, 1):
+            _fail("--devices: a multi-host run uses every device of every process; leave "
+                  f"--devices unset, got {FLAGS.devices}")
+        jaxbp.parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                                  FLAGS.process_id)
+    main = jaxbp.parallel.is_main_process()
+    say = print if main else (lambda *args, **kwargs: None)
     train_ds, test_ds = _load_dataset()
     if test_ds is None:
         train_ds, test_ds = data.train_test_split(train_ds, FLAGS.test_fraction, seed=FLAGS.seed)
@@ -162,9 +184,9 @@ def _train():
     y, y_test = train_ds.y, test_ds.y
     net = _net_for(train_ds, X.shape[1])
     opt = _optimizer()
-    print(f"dataset {FLAGS.dataset}: {len(X)} training rows, {len(X_test)} test rows, "
+    say(f"dataset {FLAGS.dataset}: {len(X)} training rows, {len(X_test)} test rows, "
           f"{X.shape[1]} features, task {train_ds.task}")
-    print(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
+    say(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
           f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
 
     extra = {"dataset": FLAGS.dataset, "task": train_ds.task,
@@ -173,7 +195,7 @@ def _train():
              "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
              "seed": FLAGS.seed, "test_fraction": FLAGS.test_fraction}
     saver = None
-    if FLAGS.checkpoint_dir:
+    if FLAGS.checkpoint_dir:  # process 0 writes; with --resume every process reads
         directory = pathlib.Path(FLAGS.checkpoint_dir)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -183,6 +205,8 @@ def _train():
         last = {"t": -math.inf}
 
         def saver(result, epoch, final=False):
+            if not main:
+                return
             if final or time.monotonic() - last["t"] >= FLAGS.checkpoint_every:
                 done = {"finished": final, "best_restored": final and result.stopped_early}
                 ckpt.save_checkpoint(path, net=net, params=result.params, opt=opt,
@@ -202,38 +226,43 @@ def _train():
                   f"there is nothing to continue")
         start = {"start_epoch": c.epoch, "history": c.history, "params": c.params,
                  "opt_state": c.opt_state}
-        print(f"resuming from {path} at epoch {c.epoch}")
+        say(f"resuming from {path} at epoch {c.epoch}")
         if c.epoch >= FLAGS.epochs:
             _fail(f"--epochs: the checkpoint has already run {c.epoch} epochs; ask for more")
 
     mesh = None
-    if FLAGS.devices != 1:
+    if FLAGS.num_processes > 1:
+        mesh = jaxbp.parallel.data_mesh()
+        say(f"data parallel over {jax.device_count()} devices in {jax.process_count()} "
+            f"processes: {jax.devices()[0].device_kind}")
+    elif FLAGS.devices != 1:
         available = jax.devices()
         n = len(available) if FLAGS.devices == 0 else FLAGS.devices
         if n > len(available):
             _fail(f"--devices: expected at most {len(available)} (the devices JAX sees), got {n}")
         mesh = jaxbp.parallel.data_mesh(available[:n])
-        print(f"data parallel over {n} devices: {available[0].device_kind}")
+        say(f"data parallel over {n} devices: {available[0].device_kind}")
     result = jaxbp.fit(net, X, y, mesh=mesh, opt=opt, epochs=FLAGS.epochs - start["start_epoch"],
                        **start,
                        batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
                        dropout=FLAGS.dropout, schedule=FLAGS.schedule,
                        validation_fraction=FLAGS.validation_fraction,
                        early_stopping=FLAGS.early_stopping and FLAGS.validation_fraction > 0,
-                       patience=FLAGS.patience, progress=not FLAGS.quiet, checkpoint=saver)
+                       patience=FLAGS.patience, progress=main and not FLAGS.quiet,
+                       checkpoint=saver)
     if saver is not None:
         saver(result, result.history["epoch"][-1], final=True)
-        print(f"checkpoint: {path}")
-    if FLAGS.plot:
+        say(f"checkpoint: {path}")
+    if FLAGS.plot and main:
         plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
-        print(f"learning curves: {FLAGS.plot}")
+        say(f"learning curves: {FLAGS.plot}")
     ev = jaxbp.evaluate(net, result.params, X_test, y_test)
-    print(f"epochs run: {result.epochs_run}" + (f" (stopped early; best epoch "
+    say(f"epochs run: {result.epochs_run}" + (f" (stopped early; best epoch "
                                                 f"{result.best_epoch})" if result.stopped_early
                                                 else ""))
     what = "R²" if train_ds.task == "regression" else "accuracy"
-    print(f"test cost: {ev['cost']:.4f}")
-    print(f"test {what}: {100 * ev['score']:.2f}%" if what == "accuracy" else
+    say(f"test cost: {ev['cost']:.4f}")
+    say(f"test {what}: {100 * ev['score']:.2f}%" if what == "accuracy" else
           f"test {what}: {ev['score']:.4f}")
 
 

@@ -13,6 +13,13 @@ the same update.
 
     mesh = jaxbp.parallel.data_mesh()                 # all devices on one "data" axis
     params, state, J = jaxbp.parallel.train_step(net, opt, params, state, X, Y, mesh)
+
+Several hosts: start one process per host, each calling `initialize` (JAX's
+`jax.distributed.initialize`) before anything else touches JAX; `jax.devices()` then lists
+every process's devices, `data_mesh()` spans them all and `fit(..., mesh=mesh)` runs as on
+one host. Every process passes the same full data; each feeds its own devices their columns.
+Parameters come back replicated: every process holds them, and process 0 alone should write
+files (`is_main_process`). On CPU the collectives go through Gloo.
 """
 
 import functools
@@ -27,6 +34,41 @@ from jaxbp import optim, validate
 from jaxbp.backprop import _backward, _forward
 
 AXIS = "data"
+
+
+def initialize(coordinator_address=None, num_processes=None, process_id=None,
+               local_device_ids=None):
+    """Join a multi-process (multi-host) run: `jax.distributed.initialize` with checks.
+
+    coordinator_address: "host:port" of process 0, reachable from every process.
+    num_processes: how many processes take part (one per host, as JAX documents).
+    process_id: this process's index, 0 .. num_processes − 1; 0 coordinates.
+    local_device_ids: optional, the local devices this process uses.
+
+    With every argument None, JAX detects the cluster (SLURM, Open MPI, Cloud TPU, ...).
+    Call it first, before any other JAX work. Returns this process's index."""
+    given = (coordinator_address, num_processes, process_id)
+    if any(v is not None for v in given):
+        if not isinstance(coordinator_address, str) or coordinator_address.count(":") != 1 \
+                or not coordinator_address.rsplit(":", 1)[1].isdigit():
+            raise ValueError(f"coordinator_address: expected 'host:port' of process 0, got "
+                             f"{coordinator_address!r}")
+        if isinstance(num_processes, bool) or not isinstance(num_processes, int) \
+                or num_processes < 1:
+            raise ValueError(f"num_processes: expected an integer >= 1, got {num_processes!r}")
+        if isinstance(process_id, bool) or not isinstance(process_id, int) \
+                or not 0 <= process_id < num_processes:
+            raise ValueError(f"process_id: expected an integer in [0, {num_processes}), got "
+                             f"{process_id!r}")
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id,
+                               local_device_ids=local_device_ids)
+    return jax.process_index()
+
+
+def is_main_process():
+    """True in process 0 (and in a single-process run): the one that prints and writes."""
+    return jax.process_index() == 0
 
 
 def data_mesh(devices=None):
