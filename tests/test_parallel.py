@@ -1,4 +1,5 @@
-"""Data parallelism on 4 simulated CPU devices equals one device, for even and uneven batches.
+"""Data parallelism on 4 simulated CPU devices equals one device, for even and uneven batches;
+so does model parallelism (W^l split by rows).
 
 JAX fixes its device count when it starts, so the check runs in a fresh interpreter with
 XLA_FLAGS=--xla_force_host_platform_device_count=4 (the test session itself has one device).
@@ -70,6 +71,28 @@ SCRIPT = textwrap.dedent("""
         resumed = jaxbp.fit(net, Xr, yr, params=c.params, opt_state=c.opt_state, start_epoch=3,
                             mesh=mesh, **{**kw, "epochs": 1})
         assert np.isfinite(resumed.history["train_cost"][-1])
+
+    # Model parallelism: W^l, b^l split by rows over a "model" mesh (30 and 3 rows do not
+    # divide by 4: replicated), stepped by the unchanged jaxbp.train_step. Equal to one device.
+    wide = jaxbp.MLP((5, 64, 30, 3), hidden="tanh", output="softmax")
+    model = parallel.model_mesh()
+    X = jnp.asarray(rng.normal(size=(5, 20)))
+    Y = jnp.eye(3)[:, rng.integers(0, 3, 20)]
+    for opt in (jaxbp.optim.sgd(0.1, momentum=0.9), jaxbp.optim.adam(1e-2)):
+        params = jaxbp.init(wide, jax.random.key(0))
+        p1 = copy(params)
+        s1 = opt.init(p1)
+        p4 = parallel.shard_rows(params, model)
+        s4 = opt.init(p4)
+        assert p4[0][0].addressable_shards[0].data.shape == (16, 5)  # 64 rows / 4 devices
+        assert p4[1][0].sharding.is_fully_replicated
+        for _ in range(3):
+            p1, s1, J1 = jaxbp.train_step(wide, opt, p1, s1, X, Y)
+            p4, s4, J4 = jaxbp.train_step(wide, opt, p4, s4, X, Y)
+        np.testing.assert_allclose(float(J4), float(J1), rtol=1e-12)
+        for a, b in zip(jax.tree.leaves((p4, s4)), jax.tree.leaves((p1, s1)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+        assert p4[0][0].addressable_shards[0].data.shape == (16, 5)  # still split by rows
     print("OK")
 """)
 
