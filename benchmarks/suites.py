@@ -1,6 +1,8 @@
 """The benchmark suites. Each takes `quick` (the CI smoke sizes) and returns a dict with its
 raw records, a Markdown section and matplotlib figures."""
 
+import time
+
 import jax
 
 import jaxbp
@@ -356,8 +358,62 @@ def devices(quick):
     return {"records": records, "markdown": md, "figures": {}}
 
 
+# --- 8. a whole fit against scikit-learn ----------------------------------------------------
+def fit(quick):
+    """Wall time of a whole `jaxbp.fit` against scikit-learn's MLPClassifier.fit: the same
+    rows (standardised), architecture (one hidden layer of 100 relu units), Adam 1e-3,
+    alpha 1e-4, batch 200 and number of epochs, no early stopping: scikit-learn's defaults.
+    jaxbp's compile (its first fit of these shapes) is timed apart; both take the median of
+    interleaved repeats, each a fresh fit from its own seed. float32 (jaxbp's default)
+    against scikit-learn's float64."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from jaxbp import data
+
+    names = ["breast_cancer"] if quick else ["breast_cancer", "digits", "mnist1d"]
+    epochs = 20 if quick else 200
+    records, rows = [], []
+    for name in names:
+        ds = data.load(name)
+        X = data.Standardizer().fit(ds.X).transform(ds.X)
+        out = (1, "sigmoid") if ds.n_classes == 2 else (ds.n_classes, "softmax")
+        net = jaxbp.MLP((X.shape[1], 100, out[0]), output=out[1])
+        seeds = iter(range(10**6))
+
+        def jaxbp_fit(net=net, X=X, y=ds.y, seeds=seeds):
+            return jaxbp.fit(net, X, y, opt=jaxbp.optim.adam(1e-3), epochs=epochs,
+                             batch_size=200, alpha=1e-4, key=next(seeds), progress=False).params
+
+        def sklearn_fit(X=X, y=ds.y, seeds=seeds):
+            clf = MLPClassifier((100,), alpha=1e-4, batch_size=200, learning_rate_init=1e-3,
+                                max_iter=epochs, tol=0.0, n_iter_no_change=10**9,
+                                random_state=next(seeds))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                return clf.fit(X, y)
+
+        t0 = time.perf_counter()
+        jax.block_until_ready(jaxbp_fit())  # the first fit compiles
+        first = time.perf_counter() - t0
+        stats = measure({"jaxbp": Prepared(jaxbp_fit), "scikit-learn": Prepared(sklearn_fit)},
+                        rounds=3 if quick else 5, min_time=0.0, warmup=0)
+        r = stats["scikit-learn"]["median_s"] / stats["jaxbp"]["median_s"]
+        records.append({"dataset": name, "rows": len(X), "epochs": epochs, "batch": 200,
+                        "jaxbp": stats["jaxbp"], "sklearn": stats["scikit-learn"],
+                        "jaxbp_first_fit_s": first, "jaxbp_faster_by": r})
+        rows.append([name, len(X), epochs, fmt_time(stats["jaxbp"]["median_s"]),
+                     fmt_time(stats["scikit-learn"]["median_s"]), f"{r:.2f}×",
+                     fmt_time(first - stats["jaxbp"]["median_s"])])
+    md = markdown_table(["dataset", "rows", "epochs", "jaxbp fit", "scikit-learn fit",
+                         "jaxbp faster by", "jaxbp compile"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
 SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
-          "scaling": scaling, "mfu": mfu, "devices": devices}
+          "scaling": scaling, "mfu": mfu, "devices": devices, "fit": fit}
 TITLES = {
     "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
     "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
@@ -366,4 +422,5 @@ TITLES = {
     "scaling": "5. Scaling of train_step (SGD)",
     "mfu": "6. GPU model-FLOPs utilisation",
     "devices": "7. Data parallelism: step time against device count",
+    "fit": "8. A whole fit against scikit-learn's MLPClassifier (its defaults, no early stop)",
 }

@@ -223,12 +223,12 @@ def _shuffle(key, m, rounds=2):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _epoch(net, opt, cfg, params, state, X, Y, weights, key, lr, alpha):
-    """One epoch: shuffle, pad to whole batches with zero weights, scan the step over them.
-    Returns (params, state, weighted mean of the batch costs)."""
+def _epoch(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
+    """Epoch `epoch`: shuffle, pad to whole batches with zero weights, scan the step over them.
+    Its key is fold_in(key, epoch). Returns (params, state, weighted mean of the batch costs)."""
     m, b = X.shape[1], cfg.batch_size
     nb = -(-m // b)
-    k_perm, k_drop = jax.random.split(key)
+    k_perm, k_drop = jax.random.split(jax.random.fold_in(key, epoch))
     order = _shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)
     pad = nb * b - m
     idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])  # padding repeats column 0...
@@ -319,7 +319,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         opt_state=None, sample_weight=None, validation_fraction=0.0, validation_data=None,
         early_stopping=False, patience=10, min_delta=1e-4, restore_best=True, alpha=0.0,
         schedule="constant", dropout=0.0, shuffle=True, callback=None, progress=None,
-        start_epoch=0, history=None, checkpoint=None, mesh=None):
+        start_epoch=0, history=None, checkpoint=None, mesh=None, lookahead=None):
     """Train `net` on row-major data with mini-batches; each epoch is one compiled `lax.scan`.
 
     Arguments:
@@ -349,6 +349,11 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         checkpoint: optional callable(result_so_far, epoch) called after each epoch; the CLI
             uses it to write checkpoints. Its arrays are not consumed by later epochs: it
             may keep them.
+        lookahead: how many epochs may be dispatched to the device before the oldest one's
+            record is read back (JAX runs them asynchronously; the result is the same, the
+            epochs run past a stop are discarded). Default: 8 (fewer for a large network)
+            without callback or checkpoint, 1 with one, since a hook may change what the next
+            epoch does (a learning rate); pass a number when your hooks only watch or stop.
         mesh: a `jaxbp.parallel.data_mesh(...)`: data parallelism. The data and parameters
             are replicated on its devices and each batch's columns are split over them (a
             batch that does not divide is padded with zero-weight columns); XLA inserts the
@@ -447,7 +452,9 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
     # exactly what a one-at-a-time loop returns; the epochs run past e are discarded. With a
     # callback or checkpoint hook every epoch is shown to it before the next is dispatched
     # (a hook may change what comes next, e.g. scikit-learn's 'adaptive' learning rate).
-    if callback is not None or checkpoint is not None:
+    if lookahead is not None:
+        lookahead = _positive_int("lookahead", lookahead)
+    elif callback is not None or checkpoint is not None:
         lookahead = 1
     else:  # a few epochs' params in flight, within 64 MiB
         nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
@@ -461,10 +468,9 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         while True:
             while len(pending) < lookahead and next_epoch < end_epoch:
                 lr = schedule(opt.lr, next_epoch, end_epoch, next_epoch * m)
-                last_params, last_state, J = _epoch(
-                    net, opt, cfg, last_params, last_state, Xc, Yc, wc,
-                    jax.random.fold_in(key, next_epoch), jnp.asarray(lr, dtype),
-                    jnp.asarray(alpha, dtype))
+                last_params, last_state, J = _epoch(  # scalars as NumPy: no extra dispatch
+                    net, opt, cfg, last_params, last_state, Xc, Yc, wc, key,
+                    np.int32(next_epoch), np.asarray(lr, dtype), np.asarray(alpha, dtype))
                 val = _evaluate(net, last_params, Xv, Yv) if X_val is not None else None
                 pending.append((next_epoch, lr, last_params, last_state, J, val))
                 next_epoch += 1

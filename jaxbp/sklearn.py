@@ -146,6 +146,11 @@ class _Run:
             return est._lr
         return est.learning_rate_init
 
+    def lr_changes(self):
+        """Whether end_epoch changes the next epoch's learning rate: then fit must show it
+        each epoch before dispatching the next; otherwise it may run ahead."""
+        return self.est.solver == "sgd" and self.est.learning_rate in ("invscaling", "adaptive")
+
     def end_epoch(self, result, epoch):
         est = self.est
         loss = float(result.history["train_cost"][-1])
@@ -403,7 +408,7 @@ class _BaseMLP(BaseEstimator):
                           sample_weight=w_fit, alpha=float(self.alpha), schedule=_EpochLR(run=run),
                           dropout=float(self.dropout), shuffle=bool(self.shuffle),
                           callback=run.should_stop, checkpoint=run.end_epoch, progress=False,
-                          start_epoch=self._epoch)
+                          start_epoch=self._epoch, lookahead=None if run.lr_changes() else 8)
         except DivergenceError as e:
             raise ValueError(f"{type(self).__name__}: training diverged ({e}). The input data "
                              f"may contain large values and need to be preprocessed "

@@ -187,7 +187,8 @@ def test_divergence_names_the_epoch():
         jaxbp.fit(net, X, y, opt=jaxbp.optim.sgd(10.0), epochs=50, progress=False)
 
 
-def test_callback_can_stop_and_sees_records():
+@pytest.mark.parametrize("lookahead", [None, 4])  # one at a time; 4 dispatched ahead
+def test_callback_can_stop_and_sees_records(lookahead):
     X, y = blobs(30)
     seen = []
 
@@ -195,8 +196,12 @@ def test_callback_can_stop_and_sees_records():
         seen.append(record)
         return record["epoch"] == 2
 
-    res = jaxbp.fit(NET, X, y, epochs=10, callback=watch, progress=False)
+    res = jaxbp.fit(NET, X, y, epochs=10, callback=watch, progress=False, lookahead=lookahead,
+                    params=params0())
     assert res.epochs_run == 3 and [r["epoch"] for r in seen] == [0, 1, 2]
+    assert len(res.history["train_cost"]) == 3
+    three = jaxbp.fit(NET, X, y, epochs=3, progress=False, params=params0())
+    assert_same(res.params, three.params, rtol=0)  # the epochs run past the stop are dropped
     assert all(math.isfinite(r["train_cost"]) for r in seen)
 
 
@@ -222,6 +227,8 @@ def test_bad_arguments():
         jaxbp.fit(NET, X, y, schedule="exp", progress=False)
     with pytest.raises(ValueError, match="sample_weight"):
         jaxbp.fit(NET, X, y, sample_weight=-np.ones(20), progress=False)
+    with pytest.raises(ValueError, match="lookahead: expected an int >= 1, got 0"):
+        jaxbp.fit(NET, X, y, lookahead=0, progress=False)
 
 
 def test_dropout_trains_and_is_off_at_inference():
