@@ -209,7 +209,7 @@ def _shuffle(key, m, rounds=2):
     itself random. The words come from XLA's RngBitGenerator seeded by `key`: deterministic
     on one machine, as the fit's other draws."""
     low_bits = max(1, int(m - 1).bit_length())
-    if low_bits > 24:  # too few random bits would be left: the comparator sort
+    if low_bits > 20:  # under 12 random bits a round: ties too common; the comparator sort
         return jax.random.permutation(key, m)
     low = jnp.uint32((1 << low_bits) - 1)
     data = jax.random.key_data(key).reshape(-1)[:2]
@@ -354,6 +354,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             epochs run past a stop are discarded). Default: 8 (fewer for a large network)
             without callback or checkpoint, 1 with one, since a hook may change what the next
             epoch does (a learning rate); pass a number when your hooks only watch or stop.
+            Capped so that the pending epochs' params and state take at most 64 MiB.
         mesh: a `jaxbp.parallel.data_mesh(...)`: data parallelism. The data and parameters
             are replicated on its devices and each batch's columns are split over them (a
             batch that does not divide is padded with zero-weight columns); XLA inserts the
@@ -452,13 +453,14 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
     # exactly what a one-at-a-time loop returns; the epochs run past e are discarded. With a
     # callback or checkpoint hook every epoch is shown to it before the next is dispatched
     # (a hook may change what comes next, e.g. scikit-learn's 'adaptive' learning rate).
+    nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
+    within = int(max(1, (64 << 20) // max(nbytes, 1)))  # pending epochs' params: <= 64 MiB
     if lookahead is not None:
-        lookahead = _positive_int("lookahead", lookahead)
+        lookahead = min(_positive_int("lookahead", lookahead), within)
     elif callback is not None or checkpoint is not None:
         lookahead = 1
-    else:  # a few epochs' params in flight, within 64 MiB
-        nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
-        lookahead = int(max(1, min(8, (64 << 20) // max(nbytes, 1))))
+    else:
+        lookahead = min(8, within)
     end_epoch = start_epoch + epochs
     pending = collections.deque()  # (epoch, lr, params, state, J, (val_cost, val_score))
     last_params, last_state, next_epoch = params, state, start_epoch

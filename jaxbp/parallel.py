@@ -23,6 +23,7 @@ files (`is_main_process`). On CPU the collectives go through Gloo.
 """
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -45,21 +46,25 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
     process_id: this process's index, 0 .. num_processes − 1; 0 coordinates.
     local_device_ids: optional, the local devices this process uses.
 
-    With every argument None, JAX detects the cluster (SLURM, Open MPI, Cloud TPU, ...).
-    Call it first, before any other JAX work. Returns this process's index."""
-    given = (coordinator_address, num_processes, process_id)
-    if any(v is not None for v in given):
-        if not isinstance(coordinator_address, str) or coordinator_address.count(":") != 1 \
-                or not coordinator_address.rsplit(":", 1)[1].isdigit():
+    What is left None JAX detects from the cluster (SLURM, Open MPI, Cloud TPU, ...), if it
+    can. Call it first, before any other JAX work. Returns this process's index."""
+    if coordinator_address is not None:  # "host:port"; an IPv6 host in brackets: "[::1]:1234"
+        host, _, port = str(coordinator_address).rpartition(":")
+        if not isinstance(coordinator_address, str) or not host or not port.isdigit():
             raise ValueError(f"coordinator_address: expected 'host:port' of process 0, got "
                              f"{coordinator_address!r}")
-        if isinstance(num_processes, bool) or not isinstance(num_processes, int) \
-                or num_processes < 1:
-            raise ValueError(f"num_processes: expected an integer >= 1, got {num_processes!r}")
-        if isinstance(process_id, bool) or not isinstance(process_id, int) \
-                or not 0 <= process_id < num_processes:
-            raise ValueError(f"process_id: expected an integer in [0, {num_processes}), got "
-                             f"{process_id!r}")
+
+    def integer(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if num_processes is not None and (not integer(num_processes) or num_processes < 1):
+        raise ValueError(f"num_processes: expected an integer >= 1, got {num_processes!r}")
+    if process_id is not None and (not integer(process_id) or process_id < 0 or (
+            num_processes is not None and process_id >= num_processes)):
+        upper = "" if num_processes is None else f", below num_processes = {num_processes}"
+        raise ValueError(f"process_id: expected an integer >= 0{upper}, got {process_id!r}")
+    num_processes = None if num_processes is None else int(num_processes)
+    process_id = None if process_id is None else int(process_id)
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=num_processes, process_id=process_id,
                                local_device_ids=local_device_ids)
@@ -73,9 +78,12 @@ def is_main_process():
 
 def data_mesh(devices=None):
     """A 1-D mesh over `devices` (default: all of them) with the axis name "data"."""
+    if isinstance(devices, numbers.Number):
+        raise ValueError(f"devices: expected a non-empty list of devices (e.g. "
+                         f"jax.devices()[:{devices}]), got the number {devices!r}")
     devices = jax.devices() if devices is None else list(devices)
-    if isinstance(devices, int) or not devices:
-        raise ValueError(f"devices: expected a non-empty list of devices, got {devices!r}")
+    if not devices:
+        raise ValueError("devices: expected a non-empty list of devices, got an empty one")
     return jax.sharding.Mesh(np.array(devices), (AXIS,))
 
 
@@ -147,9 +155,12 @@ MODEL_AXIS = "model"
 
 def model_mesh(devices=None):
     """A 1-D mesh over `devices` (default: all of them) with the axis name "model"."""
+    if isinstance(devices, numbers.Number):
+        raise ValueError(f"devices: expected a non-empty list of devices (e.g. "
+                         f"jax.devices()[:{devices}]), got the number {devices!r}")
     devices = jax.devices() if devices is None else list(devices)
-    if isinstance(devices, int) or not devices:
-        raise ValueError(f"devices: expected a non-empty list of devices, got {devices!r}")
+    if not devices:
+        raise ValueError("devices: expected a non-empty list of devices, got an empty one")
     return jax.sharding.Mesh(np.array(devices), (MODEL_AXIS,))
 
 

@@ -140,7 +140,7 @@ def test_epochs_dispatched_ahead_stop_where_one_at_a_time_stops():
     assert_same(ahead.opt_state, single.opt_state, rtol=0)
 
 
-@pytest.mark.parametrize("m", [1, 2, 7, 200, 1797, 70_000])
+@pytest.mark.parametrize("m", [1, 2, 7, 200, 1797, 70_000, 2**20 + 1])  # the last: fallback
 def test_shuffle_is_a_permutation_fixed_by_the_key(m):
     from jaxbp.fit import _shuffle
 

@@ -126,10 +126,23 @@ def test_cli_two_processes(tmp_path):
     (dict(coordinator_address="localhost", num_processes=2, process_id=0), "host:port"),
     (dict(coordinator_address="localhost:1", num_processes=0, process_id=0), "num_processes"),
     (dict(coordinator_address="localhost:1", num_processes=2, process_id=2), "process_id"),
+    (dict(coordinator_address=":1", num_processes=2, process_id=0), "host:port"),
+    (dict(coordinator_address="[::1]:x", num_processes=2, process_id=0), "host:port"),
+    (dict(coordinator_address="[::1]:1", num_processes=np.int64(0), process_id=0),
+     "num_processes"),
+    (dict(coordinator_address="[::1]:1", num_processes=2, process_id=True), "process_id"),
 ])
 def test_initialize_checks_its_arguments(kwargs, fragment):
     with pytest.raises(ValueError, match=fragment):
         jaxbp.parallel.initialize(**kwargs)
+
+
+@pytest.mark.parametrize("make", [jaxbp.parallel.data_mesh, jaxbp.parallel.model_mesh])
+def test_mesh_wants_devices_not_a_count(make):
+    with pytest.raises(ValueError, match=r"devices: .*jax.devices\(\)\[:3\]"):
+        make(3)
+    with pytest.raises(ValueError, match=r"devices: .*empty"):
+        make([])
 
 
 @pytest.mark.parametrize("flags, fragment", [
