@@ -76,15 +76,20 @@ def is_main_process():
     return jax.process_index() == 0
 
 
-def data_mesh(devices=None):
-    """A 1-D mesh over `devices` (default: all of them) with the axis name "data"."""
+def _mesh(devices, axis):
+    """A 1-D mesh over `devices` (default: all of them) with the axis name `axis`."""
     if isinstance(devices, numbers.Number):
         raise ValueError(f"devices: expected a non-empty list of devices (e.g. "
                          f"jax.devices()[:{devices}]), got the number {devices!r}")
     devices = jax.devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("devices: expected a non-empty list of devices, got an empty one")
-    return jax.sharding.Mesh(np.array(devices), (AXIS,))
+    return jax.sharding.Mesh(np.array(devices), (axis,))
+
+
+def data_mesh(devices=None):
+    """A 1-D mesh over `devices` (default: all of them) with the axis name "data"."""
+    return _mesh(devices, AXIS)
 
 
 def _local_step(net, opt, params, state, X, Y, w):
@@ -155,13 +160,7 @@ MODEL_AXIS = "model"
 
 def model_mesh(devices=None):
     """A 1-D mesh over `devices` (default: all of them) with the axis name "model"."""
-    if isinstance(devices, numbers.Number):
-        raise ValueError(f"devices: expected a non-empty list of devices (e.g. "
-                         f"jax.devices()[:{devices}]), got the number {devices!r}")
-    devices = jax.devices() if devices is None else list(devices)
-    if not devices:
-        raise ValueError("devices: expected a non-empty list of devices, got an empty one")
-    return jax.sharding.Mesh(np.array(devices), (MODEL_AXIS,))
+    return _mesh(devices, MODEL_AXIS)
 
 
 def shard_rows(params, mesh):
