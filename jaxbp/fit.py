@@ -504,10 +504,9 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
                                  if k in ("train_cost", "val_cost", "val_score")})
-            result = FitResult(params, state, history, epoch - start_epoch + 1, best_epoch,
-                               False, key)
             if checkpoint is not None:
-                checkpoint(result, epoch)
+                checkpoint(FitResult(params, state, history, epoch - start_epoch + 1,
+                                     best_epoch, False, key), epoch)
             if callback is not None and callback(dict(record)) is True:
                 break
             if early_stopping and waited >= patience:
