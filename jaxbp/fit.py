@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -152,22 +153,12 @@ def _dropout_masks(net, key, p, m, dtype):
 
 
 # Inside the epoch the parameters, gradients and optimizer moments travel as one flat vector
-# each: the update of every layer is then one fused loop instead of one per array (on CPU the
-# per-kernel launch, not the arithmetic, is what a small network's step costs). The
-# optimizers are elementwise, so the arithmetic is the same number for number.
+# each (`ravel_pytree`): the update of every layer is then one fused loop instead of one per
+# array (on CPU the per-kernel launch, not the arithmetic, is what a small network's step
+# costs). The optimizers are elementwise, so the arithmetic is the same number for number.
 def _flat(tree):
     """Every leaf of `tree`, raveled and concatenated in tree order: one vector."""
-    return jnp.concatenate([x.reshape(-1) for x in jax.tree.leaves(tree)])
-
-
-def _unflat(flat, like):
-    """The inverse of `_flat`: slices of `flat` shaped as the leaves of `like`."""
-    leaves, treedef = jax.tree.flatten(like)
-    out, i = [], 0
-    for x in leaves:
-        out.append(flat[i:i + x.size].reshape(x.shape))
-        i += x.size
-    return jax.tree.unflatten(treedef, out)
+    return ravel_pytree(tree)[0]
 
 
 def _param_fields(state, params):
@@ -181,10 +172,10 @@ def _map_state(f, state, fields):
     return type(state)(*[f(v) if is_p else v for v, is_p in zip(state, fields, strict=True)])
 
 
-def _batch_step(net, opt, cfg, like, flat_p, flat_s, x, y, w, key, lr, alpha, l2_mask):
-    """One mini-batch step on flat parameters: forward (with dropout masks), hand-written
-    backward, L2, update."""
-    params = _unflat(flat_p, like)
+def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha, l2_mask):
+    """One mini-batch step on flat parameters (`unflat` shapes them back): forward (with
+    dropout masks), hand-written backward, L2, update."""
+    params = unflat(flat_p)
     masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
     _, cache = _forward(net, params, x, masks)
     J, grads = _backward(net, params, cache, y, w[None, :])
@@ -252,21 +243,22 @@ def _epoch(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
     def split(A):  # (n, nb·b) -> (nb, n, b): batch i is columns i·b .. i·b + b − 1
         return shard(A[:, idx].reshape(A.shape[0], nb, b).transpose(1, 0, 2), P(None, None, AXIS))
 
-    l2_mask = _flat(tuple((jnp.ones_like(W), jnp.zeros_like(b)) for W, b in params))
+    flat_params, unflat = ravel_pytree(params)
+    l2_mask = _flat(tuple((jnp.ones_like(W), jnp.zeros_like(bias)) for W, bias in params))
 
     def body(carry, batch):
         flat_p, flat_s = carry
         x, y, wb, i = batch
-        flat_p, flat_s, J = _batch_step(net, opt, cfg, params, flat_p, flat_s, x, y, wb,
+        flat_p, flat_s, J = _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, wb,
                                         jax.random.fold_in(k_drop, i), lr, alpha, l2_mask)
         return (flat_p, flat_s), (J, jnp.sum(wb))
 
     batches = (split(X), split(Y), shard(w.reshape(nb, b), P(None, AXIS)), jnp.arange(nb))
     fields = _param_fields(state, params)
-    carry = (_flat(params), _map_state(_flat, state, fields))
+    carry = (flat_params, _map_state(_flat, state, fields))
     (flat_p, flat_s), (costs, batch_weights) = jax.lax.scan(body, carry, batches)
-    new_params = _unflat(flat_p, params)
-    state = _map_state(lambda v: _unflat(v, params), flat_s, fields)
+    new_params = unflat(flat_p)
+    state = _map_state(unflat, flat_s, fields)
     return new_params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
 
 
