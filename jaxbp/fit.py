@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbp import data, optim, validate
-from jaxbp.backprop import _backward, _forward
+from jaxbp.backprop import _backprop, _backward, _forward, after
 from jaxbp.model import MLP, init
 from jaxbp.parallel import AXIS, replicate
 
@@ -157,8 +157,18 @@ def _dropout_masks(net, key, p, m, dtype):
 # array (on CPU the per-kernel launch, not the arithmetic, is what a small network's step
 # costs). The optimizers are elementwise, so the arithmetic is the same number for number.
 def _flat(tree):
-    """Every leaf of `tree`, raveled and concatenated in tree order: one vector."""
-    return ravel_pytree(tree)[0]
+    """Every leaf of `tree`, raveled, one after another in tree order: one vector, laid out as
+    `ravel_pytree` lays it out (its `unravel` gives the tree back). Each leaf is written into
+    the vector by a dynamic_update_slice: XLA's CPU backend runs the equivalent concatenate
+    some 40 times slower (7 ms against 0.15 ms for the 551k parameters of a
+    40-512-512-512-10 network, which fit flattens three times an epoch)."""
+    leaves = jax.tree.leaves(tree)
+    flat = jnp.zeros(sum(x.size for x in leaves), jnp.result_type(*leaves))
+    offset = 0
+    for x in leaves:
+        flat = jax.lax.dynamic_update_slice(flat, x.reshape(-1).astype(flat.dtype), (offset,))
+        offset += x.size
+    return flat
 
 
 def _param_fields(state, params):
@@ -178,12 +188,13 @@ def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha, 
     params = unflat(flat_p)
     masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
     _, cache = _forward(net, params, x, masks)
-    J, grads = _backward(net, params, cache, y, w[None, :])
+    J, grads, deltas = _backprop(net, params, cache, y, w[None, :])
     g = _flat(grads)
     if cfg.l2:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n = Σ w (biases: none)
         n = jnp.where(jnp.sum(w) > 0, jnp.sum(w), 1.0)  # the batch's weight (its size if 1s)
         J = J + 0.5 * alpha / n * jnp.sum(l2_mask * flat_p * flat_p)
         g = g + (alpha / n) * l2_mask * flat_p
+    g = after(g, J, *deltas[1:net.L])  # every read of flat_p first: updated in place, no copy
     flat_p, flat_s = opt.update(g, flat_s, flat_p, lr=lr)
     return flat_p, flat_s, J
 
@@ -243,7 +254,7 @@ def _epoch(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
     def split(A):  # (n, nb·b) -> (nb, n, b): batch i is columns i·b .. i·b + b − 1
         return shard(A[:, idx].reshape(A.shape[0], nb, b).transpose(1, 0, 2), P(None, None, AXIS))
 
-    flat_params, unflat = ravel_pytree(params)
+    flat_params, unflat = _flat(params), ravel_pytree(params)[1]
     l2_mask = _flat(tuple((jnp.ones_like(W), jnp.zeros_like(bias)) for W, bias in params))
 
     def body(carry, batch):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jaxbp
+from jaxbp.backprop import after
 
 
 def blobs(m=128, seed=0):
@@ -61,3 +62,39 @@ def test_column_vector_is_batch_of_one():
     opt = jaxbp.optim.sgd(0.1)
     params, _, J = jaxbp.train_step(net, opt, params, opt.init(params), x, y)
     assert J.shape == () and params[0][1].shape == (4, 1)
+
+
+def test_after_changes_no_value():
+    """`after` only orders the computation: every value comes back equal, even when a value it
+    waits for is infinite or NaN (its zero is 0·[v = v], never 0·inf)."""
+    tree = (jnp.asarray([1.5, -2.0, jnp.inf, jnp.nan, 0.0]), jnp.asarray([[3.0]], jnp.float64))
+    for wait in (jnp.float32(2.0), jnp.float32(jnp.inf), jnp.asarray([[jnp.nan, 1.0]])):
+        out = jax.jit(after)(tree, wait, jnp.float32(-1.0))
+        for o, t in zip(jax.tree.leaves(out), jax.tree.leaves(tree), strict=True):
+            assert o.dtype == t.dtype
+            np.testing.assert_array_equal(np.asarray(o), np.asarray(t))
+
+
+def test_scan_of_steps_equals_python_loop():
+    """Inside a lax.scan XLA updates the carried weights in place (see `after`); the steps must
+    still be the steps of a Python loop. Not bit for bit: XLA fuses the scan's body and the
+    standalone step differently, so reductions may round differently in the last place
+    (float64; rtol 1e-12 leaves room for three Adam steps of that)."""
+    net = jaxbp.MLP((2, 16, 8, 3), hidden="tanh", output="softmax")
+    params = jaxbp.init(net, jax.random.key(3), dtype="float64")
+    X, Y = blobs(96)
+    Xb, Yb = X.reshape(2, 3, 32).transpose(1, 0, 2), Y.reshape(3, 3, 32).transpose(1, 0, 2)
+    opt = jaxbp.optim.adam(0.01)
+
+    def body(carry, xy):
+        p, s, J = jaxbp.train_step_jit(net, opt, *carry, *xy)
+        return (p, s), J
+
+    (scanned, _), costs = jax.jit(lambda c: jax.lax.scan(body, c, (Xb, Yb)))(
+        (params, opt.init(params)))
+    p, s = jax.tree.map(jnp.copy, params), opt.init(params)
+    for i in range(3):
+        p, s, J = jaxbp.train_step(net, opt, p, s, Xb[i], Yb[i])
+        np.testing.assert_allclose(float(J), float(costs[i]), rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(scanned), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
