@@ -62,18 +62,30 @@ def transposed(net, W):
 
 
 def after(tree, *values):
-    """`tree` unchanged, computed after `values`: a zero that depends on them is added to it.
-
-    Inside a loop (a `lax.scan` of training steps) XLA updates the carried W^l in place only
-    if it can prove every read of the old W^l happens before the write. Two reads feed
-    nothing that the update of W^l needs: the one in W^lᵀ Δ^l (it makes Δ^{l-1}) and the
-    cost J (XLA recomputes Z^L inside the cost's fusion). Unordered, they make XLA copy W^l
-    every step, 16 MiB a step for a 2048 × 2048 layer. `after(grads, J, Δ^1, ..., Δ^{L-1})`
-    orders them. The zero is 0·[v = v] (a comparison, so it is 0 even for an infinite or NaN
-    v): the gradients are the same numbers.
-    """
+    """`tree` unchanged, but computed after `values`: a zero that depends on them is added to
+    it. The zero is 0·[v = v] (a comparison, so it is 0 even for an infinite or NaN v)."""
     seen = sum((jnp.ravel(v)[0] == jnp.ravel(v)[0]).astype(jnp.float32) for v in values)
     return jax.tree.map(lambda x: x + (0.0 * seen).astype(x.dtype), tree)
+
+
+IN_PLACE_MIN = 1 << 16  # parameters: below this, copying them is cheaper than the ordering
+
+
+def in_place(grads, J, deltas):
+    """The gradients, ordered so that a loop of training steps updates W^l in place.
+
+    Inside a loop (a `lax.scan` of steps) XLA overwrites the carried W^l only if it can
+    prove every read of the old W^l comes first. Two reads feed nothing the update of W^l
+    needs: W^lᵀ Δ^l (it makes Δ^{l-1}) and the cost J (XLA recomputes Z^L inside the cost's
+    fusion). Left unordered, they make XLA copy W^l every step: 16 MiB a step for a 2048 ×
+    2048 layer. Making the gradients wait for J and Δ^1..Δ^{L-1} (`after`) orders them; the
+    numbers are the same. Below IN_PLACE_MIN parameters the copy is cheap and the ordering is
+    not (it serialises work the two CPU threads would overlap: an epoch of the 4k-parameter
+    30-64-32-1 net took 3.7 ms ordered against 2.0 ms copied), so small nets keep the copy.
+    """
+    if sum(g.size for g in jax.tree.leaves(grads)) < IN_PLACE_MIN:
+        return grads
+    return after(grads, J, *deltas[1:-1])
 
 
 def _forward(net, params, X, M=()):

@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbp import data, optim, validate
-from jaxbp.backprop import _backprop, _backward, _forward, after
+from jaxbp.backprop import _backprop, _backward, _forward, in_place
 from jaxbp.model import MLP, init
 from jaxbp.parallel import AXIS, replicate
 
@@ -194,7 +194,7 @@ def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha, 
         n = jnp.where(jnp.sum(w) > 0, jnp.sum(w), 1.0)  # the batch's weight (its size if 1s)
         J = J + 0.5 * alpha / n * jnp.sum(l2_mask * flat_p * flat_p)
         g = g + (alpha / n) * l2_mask * flat_p
-    g = after(g, J, *deltas[1:net.L])  # every read of flat_p first: updated in place, no copy
+    g = in_place(g, J, deltas)  # every read of flat_p first: overwritten, not copied
     flat_p, flat_s = opt.update(g, flat_s, flat_p, lr=lr)
     return flat_p, flat_s, J
 

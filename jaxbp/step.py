@@ -5,7 +5,7 @@ import functools
 import jax
 
 from jaxbp import optim, validate
-from jaxbp.backprop import _backprop, _forward, after
+from jaxbp.backprop import _backprop, _forward, in_place
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
@@ -14,7 +14,7 @@ def train_step_jit(net, opt, params, state, X, Y, weights=None):
     `weights`, if given, has shape (1, m)."""
     _, cache = _forward(net, params, X)  # Z^l, A^l for l = 1..L
     J, grads, deltas = _backprop(net, params, cache, Y, weights)  # J, (dW^l, db^l), Δ^l
-    grads = after(grads, J, *deltas[1:net.L])  # in a scan: W^l updated in place, not copied
+    grads = in_place(grads, J, deltas)  # in a scan: W^l overwritten, not copied, each step
     params, state = opt.update(grads, state, params)
     return params, state, J
 

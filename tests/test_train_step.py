@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp.backprop import after
+from jaxbp.backprop import IN_PLACE_MIN, after
 
 
 def blobs(m=128, seed=0):
@@ -76,12 +76,13 @@ def test_after_changes_no_value():
 
 
 def test_scan_of_steps_equals_python_loop():
-    """Inside a lax.scan XLA updates the carried weights in place (see `after`); the steps must
+    """Inside a lax.scan XLA updates the carried weights in place (see `in_place`); the steps must
     still be the steps of a Python loop. Not bit for bit: XLA fuses the scan's body and the
     standalone step differently, so reductions may round differently in the last place
     (float64; rtol 1e-12 leaves room for three Adam steps of that)."""
-    net = jaxbp.MLP((2, 16, 8, 3), hidden="tanh", output="softmax")
+    net = jaxbp.MLP((2, 256, 256, 3), hidden="tanh", output="softmax")
     params = jaxbp.init(net, jax.random.key(3), dtype="float64")
+    assert sum(x.size for x in jax.tree.leaves(params)) >= IN_PLACE_MIN  # the in-place path
     X, Y = blobs(96)
     Xb, Yb = X.reshape(2, 3, 32).transpose(1, 0, 2), Y.reshape(3, 3, 32).transpose(1, 0, 2)
     opt = jaxbp.optim.adam(0.01)
