@@ -80,6 +80,7 @@ def measure(variants: dict[str, Prepared], rounds=7, min_time=0.05, warmup=2, ma
         out[name] = {
             "median_s": float(med), "q1_s": float(q1), "q3_s": float(q3),
             "min_s": float(min(ts)), "rounds": rounds, "inner": inner[name],
+            "samples_s": [float(t) for t in ts],
             "compile_s": float(v.compile_s), "units": v.units,
             "units_per_s": float(v.units / med), **v.info,
         }
@@ -89,6 +90,21 @@ def measure(variants: dict[str, Prepared], rounds=7, min_time=0.05, warmup=2, ma
 def ratio(stats, slow, fast):
     """How many times faster `fast` is than `slow` (median over median)."""
     return stats[slow]["median_s"] / stats[fast]["median_s"]
+
+
+def paired_ratio(stats, slow, fast):
+    """(median, q1, q3) of the per-round ratios slow/fast. The rounds interleave the variants,
+    so each round's ratio compares times taken moments apart: drift of the machine between
+    rounds cancels, and the quartiles say how well the ratio is resolved."""
+    r = np.asarray(stats[slow]["samples_s"]) / np.asarray(stats[fast]["samples_s"])
+    q1, med, q3 = np.percentile(r, [25, 50, 75])
+    return float(med), float(q1), float(q3)
+
+
+def fmt_ratio(stats, slow, fast):
+    """"1.04× (0.98–1.09)": the median per-round ratio and its quartiles."""
+    med, q1, q3 = paired_ratio(stats, slow, fast)
+    return f"{med:.3f}× ({q1:.2f}–{q3:.2f})"
 
 
 # --- environment --------------------------------------------------------------------------

@@ -65,3 +65,15 @@ def test_torch_model_has_the_same_weights_and_outputs():
     logits = M.torch_model(net, params)(torch.from_numpy(X_rows)).detach().numpy()
     # float32 on both sides, sums of ≤ 8 products: 1e-5 relative.
     np.testing.assert_allclose(logits.T, np.asarray(cache.Z[-1]), rtol=1e-5, atol=1e-6)
+
+
+def test_paired_ratio_compares_round_by_round():
+    """Each round's ratio pairs times taken moments apart: a machine that slows down between
+    rounds (here 1×, 3×, 2×) leaves the per-round ratio at 2, with quartiles 2–2."""
+    from benchmarks.harness import fmt_ratio, paired_ratio
+
+    stats = {"slow": {"samples_s": [2.0, 6.0, 4.0]}, "fast": {"samples_s": [1.0, 3.0, 2.0]}}
+    assert paired_ratio(stats, "slow", "fast") == (2.0, 2.0, 2.0)
+    assert fmt_ratio(stats, "slow", "fast") == "2.000× (2.00–2.00)"
+    stats["fast"]["samples_s"] = [1.0, 2.0, 4.0]  # ratios 2, 3, 1: median 2, quartiles 1.5–2.5
+    assert paired_ratio(stats, "slow", "fast") == (2.0, 1.5, 2.5)
