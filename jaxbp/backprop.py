@@ -82,7 +82,7 @@ def in_place(grads, J, deltas):
     numbers are the same. Below IN_PLACE_MIN parameters the copy is cheap and the ordering
     measured slower (2-core CPU, epochs of Adam steps: 30-64-32-1 (4k parameters) 3.7 ms
     ordered against 2.0 ms copied, 20k and 51k parameters slower too; 85k, 270k, 289k and
-    5.8M parameters 5-13% faster), so small nets keep the copy.
+    5.8M parameters 4-13% faster), so small nets keep the copy.
     """
     if sum(g.size for g in jax.tree.leaves(grads)) < IN_PLACE_MIN:
         return grads
