@@ -87,11 +87,6 @@ def measure(variants: dict[str, Prepared], rounds=7, min_time=0.05, warmup=2, ma
     return out
 
 
-def ratio(stats, slow, fast):
-    """How many times faster `fast` is than `slow` (median over median)."""
-    return stats[slow]["median_s"] / stats[fast]["median_s"]
-
-
 def paired_ratio(stats, slow, fast):
     """(median, q1, q3) of the per-round ratios slow/fast. The rounds interleave the variants,
     so each round's ratio compares times taken moments apart: drift of the machine between

@@ -153,9 +153,9 @@ def _dropout_masks(net, key, p, m, dtype):
 
 
 # Inside the epoch the parameters, gradients and optimizer moments travel as one flat vector
-# each (`ravel_pytree`): the update of every layer is then one fused loop instead of one per
-# array (on CPU the per-kernel launch, not the arithmetic, is what a small network's step
-# costs). The optimizers are elementwise, so the arithmetic is the same number for number.
+# each (`_flat`, in `ravel_pytree`'s layout): the update of every layer is then one fused
+# loop instead of one per array (on CPU the per-kernel launch, not the arithmetic, is what a
+# small network's step costs). The optimizers are elementwise: the same numbers either way.
 def _flat(tree):
     """Every leaf of `tree`, raveled, one after another in tree order: one vector, laid out as
     `ravel_pytree` lays it out (its `unravel` gives the tree back). Each leaf is written into
