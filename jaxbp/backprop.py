@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxbp import validate
 from jaxbp.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
 from jaxbp.losses import LOSS_GRADIENTS, cost, example_scale
+from jaxbp.model import PRECISIONS
 
 
 class Cache(NamedTuple):
@@ -38,12 +39,14 @@ class Cache(NamedTuple):
 
 
 def matmul(net, P, Q):
-    """P @ Q under the net's compute policy: bfloat16 operands with float32 accumulation, or
-    the operands' own dtype."""
+    """P @ Q under the net's compute policy, the one place jaxbp multiplies matrices: the
+    operands' own dtype at the net's precision (true float32 unless `precision="tf32"`), or
+    bfloat16 operands with float32 accumulation."""
     if net.matmul_dtype is None:
-        return P @ Q
+        return jnp.matmul(P, Q, precision=PRECISIONS[net.precision])
     bf16 = jnp.bfloat16
-    return jnp.matmul(P.astype(bf16), Q.astype(bf16), preferred_element_type=jnp.float32)
+    return jnp.matmul(P.astype(bf16), Q.astype(bf16), precision="default",
+                      preferred_element_type=jnp.float32)
 
 
 def transposed(net, W):

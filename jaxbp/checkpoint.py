@@ -4,10 +4,10 @@ loaded without unpickling.
 File format, version 1 (an ordinary `np.savez` archive, one `.npy` member per array):
 
 - "__header__": uint8 array, the UTF-8 bytes of a JSON object {"format": "jaxbp-checkpoint",
-  "version": 1, "net": {sizes, hidden, output, loss, matmul_dtype}, "opt": null or {"class":
-  "SGD" | "Adam", "hyperparameters": {...}}, "epoch": int, "key": null or {"typed": bool,
-  "impl": str or null}, "history": {name: [numbers]}, "extra": {...}, "arrays": {name:
-  {"shape": [...], "dtype": str}}}. (Python's JSON dialect: NaN and Infinity are allowed.)
+  "version": 1, "net": {sizes, hidden, output, loss, matmul_dtype, precision (optional)},
+  "opt": null or {"class": "SGD" | "Adam", "hyperparameters": {...}}, "epoch": int, "key":
+  null or {"typed": bool, "impl": str or null}, "history": {name: [numbers]}, "extra": {...},
+  "arrays": {name: {"shape": [...], "dtype": str}}}. (Python's JSON dialect: NaN and Infinity are allowed.)
 - "params/<l>/W", "params/<l>/b" for l = 0..L-1: W^{l+1}, b^{l+1}.
 - "opt_state/<field>/<l>/W", "opt_state/<field>/<l>/b" for the params-shaped fields of the
   optimizer state (SGD's velocity, Adam's mu and nu), "opt_state/<field>" for the others
@@ -45,8 +45,9 @@ FORMAT = "jaxbp-checkpoint"
 VERSION = 1
 HEADER = "__header__"
 
-_NET_FIELDS = ("sizes", "hidden", "output", "loss", "matmul_dtype")
-_ARCHITECTURE = ("sizes", "hidden", "output", "loss")  # matmul_dtype is a compute policy
+_NET_FIELDS = ("sizes", "hidden", "output", "loss", "matmul_dtype", "precision")
+_NET_OPTIONAL = ("precision",)  # absent from files written before it existed: its default
+_ARCHITECTURE = ("sizes", "hidden", "output", "loss")  # the others are the compute policy
 _OPTIMIZERS = {"SGD": (optim.SGD, optim.sgd), "Adam": (optim.Adam, optim.adam)}
 _PARAM_DTYPES = ("float32", "float64")
 _HEADER_KEYS = ("format", "version", "net", "opt", "epoch", "key", "history", "extra",
@@ -166,7 +167,7 @@ def net_config(net):
     """The JSON config of an `MLP`: MLP(**net_config(net)) == net (sizes as a list)."""
     validate.mlp(net)
     return {"sizes": list(net.sizes), "hidden": net.hidden, "output": net.output,
-            "loss": net.loss, "matmul_dtype": net.matmul_dtype}
+            "loss": net.loss, "matmul_dtype": net.matmul_dtype, "precision": net.precision}
 
 
 def _opt_from_config(config):
@@ -256,7 +257,8 @@ def _check_json(where, value):
 
 
 def _parse_net(config):
-    if not isinstance(config, dict) or sorted(config) != sorted(_NET_FIELDS):
+    required = [f for f in _NET_FIELDS if f not in _NET_OPTIONAL]
+    if not isinstance(config, dict) or not set(required) <= set(config) <= set(_NET_FIELDS):
         raise CheckpointError(f"header 'net': expected an object with keys {list(_NET_FIELDS)}, "
                               f"got {config!r:.100}")
     try:
@@ -655,9 +657,9 @@ def save_checkpoint(path, *, net, params, opt=None, opt_state=None, epoch=0, key
 
 def check_compatible(ckpt, net, opt=None):
     """Raise ValueError unless `ckpt` (a `Checkpoint`) can resume training of `net`: the same
-    sizes, hidden, output and loss (the compute policy matmul_dtype may differ). With `opt`,
-    also check that the checkpoint's optimizer state fits it (same class and state structure;
-    hyperparameters such as lr may differ)."""
+    sizes, hidden, output and loss (the compute policy, matmul_dtype and precision, may
+    differ). With `opt`, also check that the checkpoint's optimizer state fits it (same class
+    and state structure; hyperparameters such as lr may differ)."""
     if not isinstance(ckpt, Checkpoint):
         raise TypeError(f"ckpt: expected a Checkpoint from load_checkpoint, "
                         f"got {type(ckpt).__name__}")

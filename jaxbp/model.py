@@ -10,6 +10,12 @@ from jaxbp.activations import ACTIVATIONS, OUTPUTS, RELU_FAMILY
 from jaxbp.losses import LOSSES, NATURAL_LOSS, PROBABILITY_OUTPUTS
 
 MATMUL_DTYPES = (None, "bfloat16")
+# float32 matmul precision -> the lax.Precision every dot_general is compiled with. "float32":
+# true float32 products on every backend (HIGHEST). "tf32": DEFAULT, which NVIDIA GPUs from
+# Ampere on run as TF32 (operands rounded to a 10-bit mantissa, ~8x the float32 rate) and CPUs
+# as float32. float64 has no faster mode, and bfloat16 operands are already rounded, so the
+# setting changes only float32 matmuls.
+PRECISIONS = {"float32": "highest", "tf32": "default"}
 SCHEMES = ("he", "glorot", "lecun", "torch")
 
 
@@ -34,6 +40,10 @@ class MLP:
     # every matmul to bfloat16 and accumulates in float32 (parameters, gradients and all
     # elementwise work stay float32).
     matmul_dtype: str | None = None
+    # Float32 matmul precision: "float32" (true float32 on every backend, the default, as in
+    # PyTorch) or "tf32" (TF32 on Ampere and newer NVIDIA GPUs: faster, ~1e-3 relative error
+    # per product; float32 elsewhere). See PRECISIONS.
+    precision: str = "float32"
 
     def __post_init__(self):
         sizes = self.sizes
@@ -59,6 +69,7 @@ class MLP:
             )
         object.__setattr__(self, "loss", loss)
         _choice("matmul_dtype", self.matmul_dtype, MATMUL_DTYPES)
+        _choice("precision", self.precision, tuple(PRECISIONS))
 
     @property
     def L(self):

@@ -121,7 +121,8 @@ def test_defaults_and_file_layout(tmp_path):
         for l in (0, 1) for wb in "Wb"}
     assert header["format"] == "jaxbp-checkpoint" and header["version"] == 1
     assert header["net"] == {"sizes": [3, 5, 2], "hidden": "tanh", "output": "softmax",
-                             "loss": "cross_entropy", "matmul_dtype": None}
+                             "loss": "cross_entropy", "matmul_dtype": None,
+                             "precision": "float32"}
     assert header["opt"] == {"class": "Adam", "hyperparameters": {
         "lr": 0.01, "b1": 0.8, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.1, "decoupled": True}}
     assert header["key"] == {"typed": True, "impl": "threefry2x32"}
