@@ -7,7 +7,8 @@ File format, version 1 (an ordinary `np.savez` archive, one `.npy` member per ar
   "version": 1, "net": {sizes, hidden, output, loss, matmul_dtype, precision (optional)},
   "opt": null or {"class": "SGD" | "Adam", "hyperparameters": {...}}, "epoch": int, "key":
   null or {"typed": bool, "impl": str or null}, "history": {name: [numbers]}, "extra": {...},
-  "arrays": {name: {"shape": [...], "dtype": str}}}. (Python's JSON dialect: NaN and Infinity are allowed.)
+  "arrays": {name: {"shape": [...], "dtype": str}}}. (Python's JSON dialect: NaN and
+  Infinity are allowed.)
 - "params/<l>/W", "params/<l>/b" for l = 0..L-1: W^{l+1}, b^{l+1}.
 - "opt_state/<field>/<l>/W", "opt_state/<field>/<l>/b" for the params-shaped fields of the
   optimizer state (SGD's velocity, Adam's mu and nu), "opt_state/<field>" for the others
