@@ -12,11 +12,13 @@
 
 import dataclasses
 import datetime
+import importlib.metadata
 import json
 import os
 import pathlib
 import platform
 import re
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -120,10 +122,37 @@ def _version(module):
         return None
 
 
+JAX_CUDA_PLUGINS = ("jax-cuda13-plugin", "jax-cuda12-plugin")
+
+
+def installed(dist):
+    """The installed version of a distribution (pip name), or None."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_hints():
+    """Signs that this machine has an NVIDIA GPU JAX could use: `nvidia-smi` on the PATH, a JAX
+    CUDA plugin installed. (Signs only: neither proves that CUDA works.)"""
+    hints = ["nvidia-smi on the PATH"] if shutil.which("nvidia-smi") else []
+    return hints + [f"{d} {installed(d)} installed" for d in JAX_CUDA_PLUGINS if installed(d)]
+
+
+def backend_warning(backend, jax_platforms, hints):
+    """A loud line when JAX fell back to the CPU on what looks like a GPU machine: with
+    JAX_PLATFORMS unset, JAX silently uses the CPU if its CUDA backend fails to start."""
+    if backend == "cpu" and not jax_platforms and hints:
+        return (f"WARNING: a GPU seems present ({'; '.join(hints)}) but JAX runs on CPU: "
+                "set JAX_PLATFORMS=cuda")
+    return None
+
+
 def environment(dtype="float32"):
     dev = jax.devices()[0]
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
+    env = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "jax": jax.__version__,
         "jaxlib": _version("jaxlib"),
@@ -138,7 +167,24 @@ def environment(dtype="float32"):
         "cpu_threads": threads,
         "dtype": dtype,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_platforms": os.environ.get("JAX_PLATFORMS", ""),
     }
+    env["warning"] = backend_warning(env["backend"], env["jax_platforms"], gpu_hints())
+    return env
+
+
+def device_line(env):
+    """Where a report's numbers come from, in one line: backend, device kind and count, host."""
+    return (f"{env['backend']} · {env['device_kind']} × {env['device_count']} · host CPU "
+            f"{env['cpu_model']}, {env['cpu_threads']} threads")
+
+
+def report_header(title, env, extra=""):
+    """The top of a Markdown report: the title, the device line and any backend warning."""
+    lines = [f"# {title}", "", f"**Device:** {device_line(env)}", ""]
+    if env.get("warning"):
+        lines += [f"**{env['warning']}**", ""]
+    return lines + ([extra, ""] if extra else [])
 
 
 def device_slug(env):

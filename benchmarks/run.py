@@ -28,6 +28,21 @@ _OUT = flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results"),
                            "Directory under which <device>/ results are written.")
 
 
+def run_suite(name, quick, out, base):
+    """Run one suite and save its figures as out/<base>-<figure>.png. Returns its JSON entry
+    (records, seconds, its Markdown table) and its Markdown section."""
+    t0 = time.perf_counter()
+    result = SUITES[name](quick)
+    seconds = time.perf_counter() - t0
+    md = [f"## {TITLES[name]}", "", result["markdown"], ""]
+    for fig_name, fig in result["figures"].items():
+        png = pathlib.Path(out) / f"{base}-{fig_name}.png"
+        fig.savefig(png, dpi=110)
+        md += [f"![{fig_name}]({png.name})", ""]
+    entry = {"records": result["records"], "seconds": seconds, "markdown": result["markdown"]}
+    return entry, md
+
+
 def main(argv):
     del argv
     unknown = [s for s in _ONLY.value if s not in SUITES]
@@ -43,24 +58,21 @@ def main(argv):
     out = pathlib.Path(_OUT.value) / harness.device_slug(env)
     out.mkdir(parents=True, exist_ok=True)
     base = f"{_SUITE.value}-{stamp}"
-    payload = {"suite": _SUITE.value, "env": env, "results": {}}
-    md = [f"# jaxbp benchmarks ({_SUITE.value})", "",
-          f"{env['date']} · {env['backend']} · {env['device_kind']} · {env['cpu_model']}, "
-          f"{env['cpu_threads']} threads · jax {env['jax']} · torch {env['torch']} · "
-          f"scikit-learn {env['sklearn']} · float32 unless stated", ""]
+    payload = {"device": harness.device_line(env), "warning": env["warning"],
+               "suite": _SUITE.value, "env": env, "results": {}}
+    md = harness.report_header(
+        f"jaxbp benchmarks ({_SUITE.value})", env,
+        f"{env['date']} · jax {env['jax']} · torch {env['torch']} · "
+        f"scikit-learn {env['sklearn']} · float32 unless stated")
+    if env["warning"]:
+        print(env["warning"], flush=True)
     t_all = time.perf_counter()
     for name in names:
-        t0 = time.perf_counter()
         print(f"[{name}] running...", flush=True)
-        result = SUITES[name](quick)
-        seconds = time.perf_counter() - t0
-        payload["results"][name] = {"records": result["records"], "seconds": seconds}
-        md += [f"## {TITLES[name]}", "", result["markdown"], ""]
-        for fig_name, fig in result["figures"].items():
-            png = out / f"{base}-{fig_name}.png"
-            fig.savefig(png, dpi=110)
-            md += [f"![{fig_name}]({png.name})", ""]
-        print(result["markdown"], f"\n[{name}] {seconds:.1f} s\n", flush=True)
+        payload["results"][name], section = run_suite(name, quick, out, base)
+        md += section
+        print(section[2], f"\n[{name}] {payload['results'][name]['seconds']:.1f} s\n",
+              flush=True)
         harness.write_json(out / f"{base}.json", payload)  # after each suite: nothing lost
     payload["seconds"] = time.perf_counter() - t_all
     harness.write_json(out / f"{base}.json", payload)
