@@ -69,6 +69,15 @@ def copy_tree(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
+def jax_runs_on():
+    """Where a jaxbp contender runs: JAX's backend, and its device kind if that says more."""
+    backend, kind = jax.default_backend(), jax.devices()[0].device_kind
+    return backend if kind == backend else f"{backend}: {kind}"
+
+
+CPU_ONLY = "cpu"  # NumPy and scikit-learn
+
+
 # --- jaxbp and its autodiff twin -------------------------------------------------------------
 def _cost_of(params, net, X, Y):
     A_L, cache = _forward(net, params, X)
@@ -145,7 +154,7 @@ def prepare_epoch(kind, net, opt, params, X, Y, b):
                 carry["p"], carry["s"], J = compiled(carry["p"], carry["s"], x, y)
             return J
 
-    return Prepared(once, compile_s, units=Xb.shape[0] * b)
+    return Prepared(once, compile_s, units=Xb.shape[0] * b, info={"runs_on": jax_runs_on()})
 
 
 # --- plain NumPy, the same equations -----------------------------------------------------------
@@ -195,7 +204,8 @@ class NumpyMLP:
 
 def prepare_numpy(net, params, X, Y, b, lr):
     model = NumpyMLP(net, params, lr=lr)
-    return Prepared(lambda: model.epoch(X, Y, b), 0.0, units=(X.shape[1] // b) * b)
+    return Prepared(lambda: model.epoch(X, Y, b), 0.0, units=(X.shape[1] // b) * b,
+                    info={"runs_on": CPU_ONLY})
 
 
 # --- PyTorch -----------------------------------------------------------------------------------
@@ -214,23 +224,34 @@ def torch_model(net, params):
     return torch.nn.Sequential(*layers)
 
 
-def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None):
-    """An epoch of torch mini-batch Adam steps on row-major data, eager or torch.compile'd."""
+def torch_device():
+    """torch follows JAX: CUDA when JAX runs on a GPU and torch sees one, else the CPU (so a
+    CPU-only JAX is never compared against a GPU torch, nor the other way round)."""
     import torch
 
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None):
+    """An epoch of torch mini-batch Adam steps on row-major data, eager or torch.compile'd, on
+    `torch_device()`; on CUDA the clock stops after `torch.cuda.synchronize()`."""
+    import torch
+
+    device = torch_device()
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # every core, as XLA uses them
-    model = torch_model(net, params)
+    model = torch_model(net, params).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    X = torch.from_numpy(X_rows)
+    X = torch.from_numpy(X_rows).to(device)
     if net.output == "sigmoid":
-        y = torch.from_numpy(labels.astype(np.float32))[:, None]
+        y = torch.from_numpy(labels.astype(np.float32))[:, None].to(device)
         loss_fn = torch.nn.BCEWithLogitsLoss()
     else:
-        y = torch.from_numpy(labels.astype(np.int64))
+        y = torch.from_numpy(labels.astype(np.int64)).to(device)
         loss_fn = torch.nn.CrossEntropyLoss()
     nb = X.shape[0] // b
     xs = [X[i * b : (i + 1) * b] for i in range(nb)]
     ys = [y[i * b : (i + 1) * b] for i in range(nb)]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step(x, t):
         opt.zero_grad(set_to_none=True)
@@ -245,15 +266,21 @@ def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None):
         t0 = time.perf_counter()
         step(xs[0], ys[0])  # the compile happens on the first call (one step of work included)
         step(xs[1 % nb], ys[1 % nb])
+        sync()
         compile_s = time.perf_counter() - t0
 
     def once():
         loss = None
         for x, t in zip(xs, ys, strict=True):
             loss = step(x, t)
+        sync()
         return loss.item()
 
-    return Prepared(once, compile_s, units=nb * b)
+    where = (f"cuda: {torch.cuda.get_device_name()}" if device == "cuda"
+             else f"cpu ({torch.get_num_threads()} threads)")
+    # "highest" (torch's default): float32 matmuls in true float32, as jaxbp's default.
+    info = {"runs_on": where, "torch_float32_matmul": torch.get_float32_matmul_precision()}
+    return Prepared(once, compile_s, units=nb * b, info=info)
 
 
 # --- scikit-learn ------------------------------------------------------------------------------
@@ -273,7 +300,7 @@ def prepare_sklearn(net, X_rows, labels, b, lr, epochs=3):
             clf.fit(X_rows[: (len(X_rows) // b) * b], labels[: (len(X_rows) // b) * b])
         return clf.n_iter_
 
-    return Prepared(once, 0.0, units=epochs * (len(X_rows) // b) * b)
+    return Prepared(once, 0.0, units=epochs * (len(X_rows) // b) * b, info={"runs_on": CPU_ONLY})
 
 
 def log2_range(lo, hi):

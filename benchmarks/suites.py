@@ -1,12 +1,14 @@
 """The benchmark suites. Each takes `quick` (the CI smoke sizes) and returns a dict with its
 raw records, a Markdown section and matplotlib figures."""
 
+import itertools
 import time
 
 import jax
 
 import jaxbp
 from benchmarks import models as M
+from benchmarks import peaks
 from benchmarks.harness import (
     Prepared,
     compile_timed,
@@ -17,10 +19,6 @@ from benchmarks.harness import (
     measure,
     paired_ratio,
 )
-
-# Dense peak TFLOP/s for model-FLOPs utilisation, by device kind substring and precision.
-PEAKS = {"H100": {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0},
-         "H200": {"fp32": 67.0, "tf32": 495.0, "bf16": 989.0}}
 
 
 def _rounds(quick):
@@ -193,13 +191,13 @@ def peers(quick):
                             "variant": v, "jaxbp_scan_faster_by": base / st["units_per_s"],
                             **st})
             epoch_s = (n // b) * b / st["units_per_s"]
-            rows.append([name, f"{n}/{b}", v, fmt_time(epoch_s), fmt_rate(st["units_per_s"]),
-                         f"{base / st['units_per_s']:.2f}×",
+            rows.append([name, f"{n}/{b}", v, st["runs_on"], fmt_time(epoch_s),
+                         fmt_rate(st["units_per_s"]), f"{base / st['units_per_s']:.2f}×",
                          fmt_time(st["compile_s"]) if st["compile_s"] else "–"])
         for k, note in notes.items():
             records.append({"net": name, "variant": k, "note": note})
-            rows.append([name, f"{n}/{b}", k, note, "", "", ""])
-    md = markdown_table(["net", "examples/batch", "contender", "epoch", "examples/s",
+            rows.append([name, f"{n}/{b}", k, "", note, "", "", ""])
+    md = markdown_table(["net", "examples/batch", "contender", "runs on", "epoch", "examples/s",
                          "jaxbp scan faster by", "compile"], rows)
     return {"records": records, "markdown": md, "figures": {}}
 
@@ -283,33 +281,49 @@ def _plot_scaling(curves):
     return fig
 
 
+# --- 6. model-FLOPs utilisation ---------------------------------------------------------------
+# Each float32 policy against its own peak: true float32 (the default, lax HIGHEST) against the
+# CUDA-core fp32 rate, TF32 (precision="tf32", lax DEFAULT) and bfloat16 operands with float32
+# accumulation against their Tensor Core rates.
+MFU_POLICIES = {"fp32": {"precision": "float32"}, "tf32": {"precision": "tf32"},
+                "bf16": {"matmul_dtype": "bfloat16"}}
+MFU_SIZES = (4096, 4096, 4096, 4096, 10)
+
+
 def mfu(quick):
-    """Model FLOPs utilisation on a GPU with a known peak; skipped (recorded) elsewhere."""
+    """Model FLOPs utilisation of train_step on a GPU, 4096-wide layers, m = 4096 and 8192
+    (quick: 4096), every policy timed in the same interleaved rounds. Skipped (and recorded)
+    on a CPU; on a GPU missing from `peaks.PEAKS`, TFLOP/s only."""
     kind = jax.devices()[0].device_kind
-    peak = next((v for k, v in PEAKS.items() if k in kind), None)
-    if jax.default_backend() != "gpu" or peak is None:
-        note = f"no GPU with a known peak here ({jax.default_backend()}: {kind})"
-        return {"records": [{"note": note}], "markdown": note, "figures": {}}
+    if jax.default_backend() == "cpu":
+        note = f"skipped: MFU is measured on GPUs only (this run: cpu, {kind})"
+        return {"records": [{"skipped": True, "note": note}], "markdown": note, "figures": {}}
+    peak = peaks.lookup(kind)
     opt = jaxbp.optim.sgd(0.01)
     records, rows = [], []
-    for policy, precision in ((None, "fp32"), (None, "tf32"), ("bfloat16", "bf16")):
-        net = jaxbp.MLP((4096, 4096, 4096, 4096, 10), hidden="relu", output="softmax",
-                        matmul_dtype=policy)
-        params = M.init_params(net)
-        m = 4096
-        _, _, X, Y = M.data(net, m)
-        mp = "highest" if precision == "fp32" else "tensorfloat32"
-        with jax.default_matmul_precision(mp if policy is None else "default"):
-            stats = measure({"step": M.prepare_step("jaxbp", net, opt, params, X, Y)},
-                            rounds=_rounds(quick))
-        st = stats["step"]
-        st.pop("compiled", None)
-        tflops = M.step_flops(net, m) / st["median_s"] / 1e12
-        records.append({"precision": precision, "m": m, "tflop_per_s": tflops,
-                        "mfu": tflops / peak[precision], **st})
-        rows.append([precision, net.sizes, m, fmt_time(st["median_s"]), f"{tflops:.1f}",
-                     f"{100 * tflops / peak[precision]:.1f}%"])
-    md = markdown_table(["precision", "sizes", "m", "step", "TFLOP/s", "MFU"], rows)
+    for m in [4096] if quick else [4096, 8192]:
+        variants = {}
+        for label, policy in MFU_POLICIES.items():
+            net = jaxbp.MLP(MFU_SIZES, hidden="relu", output="softmax", **policy)
+            _, _, X, Y = M.data(net, m)
+            variants[label] = M.prepare_step("jaxbp", net, opt, M.init_params(net), X, Y)
+        stats = measure(variants, rounds=_rounds(quick))
+        flops = M.step_flops(net, m)  # the same sizes under every policy
+        for label, st in stats.items():
+            st.pop("compiled", None)
+            tflops = flops / st["median_s"] / 1e12
+            top = peak.of(label) if peak else None
+            records.append({"policy": label, **MFU_POLICIES[label], "sizes": MFU_SIZES, "m": m,
+                            "device_kind": kind, "tflop_per_s": tflops, "peak_tflop_per_s": top,
+                            "mfu": tflops / top if top else None, **st})
+            rows.append([label, m, fmt_time(st["median_s"]), f"{tflops:.1f}",
+                         f"{top:g}" if top else "peak unknown",
+                         f"{100 * tflops / top:.1f}%" if top else "–"])
+    source = (f"Peaks ({kind}): {peak.source}." if peak else
+              f"Peak unknown: {kind!r} is not in benchmarks/peaks.py, so no MFU.")
+    md = (f"Net {'-'.join(map(str, MFU_SIZES))}, SGD; FLOPs = 6Pm − 2P₁m per step. {source}\n\n"
+          + markdown_table(["policy", "m", "step", "TFLOP/s", "dense peak TFLOP/s", "MFU"],
+                           rows))
     return {"records": records, "markdown": md, "figures": {}}
 
 
@@ -339,43 +353,62 @@ for m in (512, 4096):
     st = measure({"step": Prepared(once, c, units=m)}, rounds=int(sys.argv[1]))["step"]
     out[m] = {"median_s": st["median_s"], "q1_s": st["q1_s"], "q3_s": st["q3_s"],
               "compile_s": c}
-print(json.dumps({"devices": n, "kind": jax.devices()[0].device_kind, "steps": out}))
+print(json.dumps({"devices": n, "backend": jax.default_backend(),
+                  "kind": jax.devices()[0].device_kind, "steps": out}))
 """
 
 
-def devices(quick):
-    """jaxbp.parallel.train_step on 1, 2, 4 devices. On a CPU the devices are simulated
-    (XLA_FLAGS=--xla_force_host_platform_device_count): they share the same cores, so this
-    measures the overhead of sharding and the all-reduce, not a speed-up."""
-    import json
+def _devices_env(n, real, root):
+    """The environment of the child that runs on n devices. It inherits JAX_PLATFORMS: real
+    devices are the first n visible GPUs; on a CPU, n devices are simulated."""
     import os
+
+    env = dict(os.environ, PYTHONPATH=str(root))
+    if real:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(jax.device_count())]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(ids[:n])
+    else:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                            f" --xla_force_host_platform_device_count={n}").strip()
+        env.setdefault("JAX_PLATFORMS", "cpu")  # as this process: JAX chose the CPU here
+    return env
+
+
+def devices(quick):
+    """jaxbp.parallel.train_step on 1, 2, 4 devices, each count in its own process. On a GPU
+    machine these are real GPUs (counts above the number present are recorded as skipped); on a
+    CPU the devices are simulated (--xla_force_host_platform_device_count): they share the
+    same cores, so this measures the overhead of sharding and the all-reduce, not a speed-up.
+    A child that ends up on another backend than this process is recorded as an error."""
+    import json
     import pathlib
     import subprocess
     import sys
 
     root = pathlib.Path(__file__).resolve().parent.parent
-    counts = [1, 2] if quick else [1, 2, 4]
+    backend = jax.default_backend()
+    real = backend != "cpu"
     records, rows = [], []
-    real = jax.default_backend() != "cpu" and jax.device_count() > 1
-    for n in counts:
-        env = dict(os.environ, PYTHONPATH=str(root))
-        if not real:
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
-                                f" --xla_force_host_platform_device_count={n}").strip()
-            env["JAX_PLATFORMS"] = "cpu"
-        else:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n))
+    for n in [1, 2] if quick else [1, 2, 4]:
+        if real and n > jax.device_count():
+            records.append({"devices": n, "skipped": f"{jax.device_count()} device(s) here"})
+            rows.append([n, f"skipped: {jax.device_count()} device(s) here", "", ""])
+            continue
         out = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT, str(_rounds(quick))],
-                             capture_output=True, text=True, env=env, cwd=root, timeout=600)
-        if out.returncode != 0:
-            records.append({"devices": n, "error": out.stderr[-500:]})
+                             capture_output=True, text=True, env=_devices_env(n, real, root),
+                             cwd=root, timeout=600)
+        r = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+        if r is None or r["backend"] != backend:
+            error = (out.stderr[-500:] if r is None else
+                     f"the child ran on {r['backend']}, this process on {backend}")
+            records.append({"devices": n, "error": error})
             rows.append([n, "failed", "", ""])
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         records.append(r)
         for m, st in r["steps"].items():
             rows.append([n, m, fmt_time(st["median_s"]), fmt_time(st["compile_s"])])
-    what = "real devices" if real else (
+    what = f"real {backend} devices" if real else (
         "simulated CPU devices sharing the host's cores (this measures overhead, not speed-up)")
     md = (f"Devices: {what}.\n\n" +
           markdown_table(["devices", "m", "step (784-256-256-10, SGD)", "compile"], rows))
@@ -438,15 +471,64 @@ def fit(quick):
     return {"records": records, "markdown": md, "figures": {}}
 
 
+# --- 9. the checked step's overhead --------------------------------------------------------
+def step_overhead(quick):
+    """Per-call time of the checked `jaxbp.train_step` against the unchecked jitted
+    `train_step_jit` it wraps: the 30-64-32-1 net (relu, sigmoid), Adam, m = 32, the regime
+    where a step is mostly dispatch. X and Y are put on the device once; every call of either
+    step takes a new batch, columns 32i..32i+32, by a jitted slice, so train_step checks a
+    fresh array each call as in a training loop. "slices alone" is that slicing by itself."""
+    m, nb = 32, 64
+    net = M.make_net("small")
+    opt = jaxbp.optim.adam(1e-3)
+    params = M.init_params(net)
+    _, _, X, Y = M.data(net, m * nb)
+    X, Y = jax.device_put(X), jax.device_put(Y)
+    take = jax.jit(lambda A, i: jax.lax.dynamic_slice_in_dim(A, i * m, m, axis=1))
+    batch = itertools.count()
+
+    def prepared(step):
+        p = M.copy_tree(params)
+        carry = {"p": p, "s": opt.init(p)}
+
+        def once():
+            i = next(batch) % nb
+            carry["p"], carry["s"], J = step(net, opt, carry["p"], carry["s"], take(X, i),
+                                             take(Y, i))
+            return J
+
+        return Prepared(once, units=m)
+
+    def slices():
+        i = next(batch) % nb
+        return take(X, i), take(Y, i)
+
+    variants = {"train_step": prepared(jaxbp.train_step),
+                "train_step_jit": prepared(jaxbp.train_step_jit),
+                "slices alone": Prepared(slices, units=m)}
+    stats = measure(variants, rounds=_rounds(quick))
+    ratio = paired_ratio(stats, "train_step", "train_step_jit")
+    records = [{"sizes": net.sizes, "m": m, "optimizer": "adam", "variants": stats,
+                "train_step_over_jit": ratio}]
+    us = lambda st: f"{st['median_s'] * 1e6:.1f} ({st['q1_s'] * 1e6:.1f}–{st['q3_s'] * 1e6:.1f})"  # noqa: E731
+    rows = [[v, us(st)] for v, st in stats.items()]
+    md = (markdown_table(["call (30-64-32-1, Adam, m = 32)", "µs per call, median (quartiles)"],
+                         rows) + "\n\ntrain_step ÷ train_step_jit, per-round ratio: "
+          + fmt_ratio(stats, "train_step", "train_step_jit"))
+    return {"records": records, "markdown": md, "figures": {}}
+
+
 SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
-          "scaling": scaling, "mfu": mfu, "devices": devices, "fit": fit}
+          "scaling": scaling, "mfu": mfu, "devices": devices, "fit": fit,
+          "step_overhead": step_overhead}
 TITLES = {
     "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
     "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
     "peers": "3. Peers: one epoch of mini-batch Adam, same net, init, data and batch",
     "epoch": "4. Whole-epoch lax.scan vs a Python loop of train_step",
     "scaling": "5. Scaling of train_step (SGD)",
-    "mfu": "6. GPU model-FLOPs utilisation",
+    "mfu": "6. GPU model-FLOPs utilisation (fp32, TF32, bf16 against their own peaks)",
     "devices": "7. Data parallelism: step time against device count",
     "fit": "8. A whole fit against scikit-learn's MLPClassifier (its defaults, no early stop)",
+    "step_overhead": "9. Per-call overhead of the checked train_step over train_step_jit",
 }
