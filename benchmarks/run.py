@@ -5,7 +5,9 @@
     python benchmarks/run.py --suite full --only autodiff,peers
 
 Results go to benchmarks/results/<device>/<suite>-<UTC time>.{json,md} and one PNG per plot,
-where <device> names the accelerator or the CPU model and thread count. Nothing here asserts
+where <device> names the accelerator or the CPU model and thread count; every report names the
+device at its top. JAX picks the platform: JAX_PLATFORMS=cuda makes a GPU run fail loudly
+instead of falling back to the CPU (a report warns when it seems to have). Nothing here asserts
 anything about speed: the numbers are reported, never pass/fail.
 """
 

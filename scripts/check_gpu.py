@@ -218,7 +218,7 @@ def child_environment():
     except ImportError:
         pass
     return {"env": env, "devices": [repr(d) for d in jax.devices()],
-            "default_matmul_precision": jax.config.jax_default_matmul_precision,
+            "default_matmul_precision": getattr(jax.config, "jax_default_matmul_precision", None),
             "torch": torch_facts}
 
 
