@@ -50,18 +50,22 @@ def matmul(net, P, Q):
 
 
 def transposed(net, W):
-    """W^lᵀ for the backward matmul Δ^{l-1} = W^lᵀ Δ^l, as its own row-major array on CPU.
+    """W^lᵀ for the backward matmul Δ^{l-1} = W^lᵀ Δ^l: on CPU as its own row-major array.
 
     XLA's CPU backend multiplies a transposed left operand (contracting W's rows) far slower
     than a plain one: 280-320 vs 430-460 GFLOP/s (float32) on our 2-core benchmark machine.
     Materialising Wᵀ first (an O(n_l n_{l-1}) copy, against the O(n_l n_{l-1} m) matmul) and
     keeping XLA from folding it back into the dot with an optimization barrier recovers most
-    of that. GPUs transpose inside the matmul for free, so there W is used as it is.
+    of that. GPUs transpose inside the matmul for free, so there W is used as it is. The
+    branch follows the platform the program is compiled for (`lax.platform_dependent`), not
+    the process's default backend: a program exported for CUDA from a CPU host has no barrier.
     """
-    if jax.default_backend() != "cpu":
-        return W.T
     dtype = W.dtype if net.matmul_dtype is None else jnp.dtype(net.matmul_dtype)
-    return jax.lax.optimization_barrier(W.T.astype(dtype))
+
+    def on_cpu(W):
+        return jax.lax.optimization_barrier(W.T.astype(dtype))
+
+    return jax.lax.platform_dependent(W, cpu=on_cpu, default=lambda W: W.T.astype(dtype))
 
 
 def after(tree, *values):
