@@ -6,7 +6,7 @@ from jaxbp.backprop import Cache, backward, forward
 from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
 from jaxbp.model import MLP, init
-from jaxbp.step import train_step, train_step_jit
+from jaxbp.step import check_pending, train_step, train_step_jit
 
 __all__ = [
     "MLP",
@@ -17,6 +17,7 @@ __all__ = [
     "FitResult",
     "Schedule",
     "backward",
+    "check_pending",
     "evaluate",
     "fit",
     "forward",

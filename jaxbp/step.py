@@ -1,22 +1,45 @@
 """`train_step`: forward, hand-written backward and an optimizer update in one jitted call."""
 
 import functools
+import itertools
 
 import jax
+import jax.numpy as jnp
 
 from jaxbp import optim, validate
 from jaxbp.backprop import _backprop, _forward, in_place
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
-def train_step_jit(net, opt, params, state, X, Y, weights=None):
-    """The unchecked jitted step behind `train_step`, for callers that validated their data.
-    `weights`, if given, has shape (1, m)."""
+def _step(net, opt, params, state, X, Y, weights=None):
     _, cache = _forward(net, params, X)  # Z^l, A^l for l = 1..L
     J, grads, deltas = _backprop(net, params, cache, Y, weights)  # J, (dW^l, db^l), Δ^l
     grads = in_place(grads, J, deltas)  # in a scan: W^l overwritten, not copied, each step
     params, state = opt.update(grads, state, params)
     return params, state, J
+
+
+train_step_jit = jax.jit(_step, static_argnums=(0, 1), donate_argnums=(2, 3))
+train_step_jit.__doc__ = """The unchecked jitted step behind `train_step`, for callers that
+validated their data: (params, state, J). `weights`, if given, has shape (1, m)."""
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
+def _checked_step(net, opt, params, state, X, Y, sample_weight):
+    """`train_step`'s program: (params, state, J, flags). The argument checks run while it
+    is traced, once per signature (structure, shapes, dtypes): a call whose signature was
+    traced before passed them. The value checks run inside it, on every call: flags holds
+    them, and J is NaN if one failed."""
+    validate.params(net, params)
+    optim.check(opt, state, params)
+    X = validate.inputs(net, params, X)
+    Y = validate.targets(net, params, Y, m=X.shape[1])
+    weights = validate.sample_weight(params, sample_weight, m=X.shape[1])
+    flags = validate.value_flags(net, X, Y, weights)
+    params, state, J = _step(net, opt, params, state, X, Y, weights)
+    return params, state, jnp.where(jnp.all(flags), J, jnp.nan), flags
+
+
+_CALLS = itertools.count(1)
 
 
 def train_step(net, opt, params, state, X, Y, sample_weight=None):
@@ -33,12 +56,30 @@ def train_step(net, opt, params, state, X, Y, sample_weight=None):
     Returns:
         The updated params and state, and the cost J of the batch before the update.
 
-    Arguments are checked here, outside `jit` (shapes every call, values once per JAX array);
-    the work itself is `train_step_jit`, compiled once per (net, opt, shapes, dtypes).
+    Checks that never wait for the device: the structure, shapes and dtypes of every
+    argument when the step is compiled for them (a call shaped like an earlier one passed
+    them), before anything runs. Values (finite X, Y valid for the loss, weights ≥ 0): NumPy
+    data on the host, at once; JAX arrays inside the compiled step. If one of those fails,
+    that call's J is NaN and a later call raises the ValueError naming the argument and the
+    call, as soon as the check's result is on the host; `jaxbp.check_pending()` waits for it.
+    Compiled once per (net, opt, shapes, dtypes); `train_step_jit` is the step without checks.
     """
-    params = validate.params(net, params)
-    optim.check(opt, state, params)
-    X = validate.inputs(net, params, X)
-    Y = validate.targets(net, params, Y, m=X.shape[1])
-    weights = validate.sample_weight(params, sample_weight, m=X.shape[1])
-    return train_step_jit(net, opt, params, state, X, Y, weights)
+    validate.raise_failed()
+    validate.mlp(net)
+    if not isinstance(opt, optim.OPTIMIZERS):
+        optim.check(opt, state, params)  # raises the TypeError naming opt
+    if not all(isinstance(a, jax.Array) for a in (X, Y, sample_weight) if a is not None):
+        params = validate.params(net, params)  # host data: checked here, values included
+        X = validate.inputs(net, params, X)
+        Y = validate.targets(net, params, Y, m=X.shape[1])
+        sample_weight = validate.sample_weight(params, sample_weight, m=X.shape[1])
+    params, state, J, flags = _checked_step(net, opt, params, state, X, Y, sample_weight)
+    checks = validate.value_checks(net, sample_weight is not None)
+    validate.defer(checks, flags, f" (in train_step call {next(_CALLS)})")
+    return params, state, J
+
+
+def check_pending():
+    """Wait for the value checks that `train_step` ran inside its compiled calls and raise
+    ValueError, naming the argument and the call, if one failed."""
+    validate.raise_failed(wait=True)

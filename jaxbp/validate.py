@@ -1,11 +1,17 @@
 """Checks at the public boundary, outside `jit`.
 
 Every error names the argument, what was expected and what arrived, so that bad input never
-reaches XLA as a shape error. Value checks (finite X, {0, 1} or one-hot Y) run on concrete
-arrays only; a JAX array that passed once is remembered (JAX arrays are immutable), so a
-Python loop that feeds the same device batch pays for the check once.
+reaches XLA as a shape error. Value checks (finite X, {0, 1} or one-hot Y, weights ≥ 0) run on
+concrete arrays only; a JAX array that passed once is remembered (JAX arrays are immutable), so
+a Python loop that feeds the same device batch pays for the check once.
+
+Reading a device array's check back to the host waits for the array, and for everything
+queued before it on the device. `train_step` therefore defers them: its compiled program
+computes the flags itself (`value_flags`), and `raise_failed` reads them once they are ready,
+never waiting, at the start of a later call (or waits for them: `jaxbp.check_pending`).
 """
 
+import collections
 import functools
 import weakref
 
@@ -19,6 +25,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # id(array) -> (weak reference, kinds of value check it passed)
 _PASSED: dict[int, tuple[weakref.ref, set]] = {}
+# Deferred checks not read yet, oldest first: (flags (k, 2) on the device, value_checks, where).
+_PENDING: collections.deque = collections.deque()
 
 
 def mlp(net):
@@ -90,6 +98,8 @@ def _flags(xp, x, kind):
     finite = xp.all(xp.isfinite(x))
     if kind == "finite":
         return finite, finite
+    if kind == "weights":
+        return finite, xp.all(x >= 0) & xp.any(x > 0)
     binary = xp.all((x == 0) | (x == 1))
     if kind == "binary":
         return finite, binary
@@ -116,20 +126,61 @@ def _remember(x, kind):
 
 
 def _check_values(name, x, kind, what):
+    """Raise unless x's values are valid for `kind`; a device array not seen before is read
+    back (which waits for it)."""
     if isinstance(x, jax.core.Tracer):
-        return  # inside someone's jit or vmap: values are not known yet
+        return  # inside a jit or vmap: values are not known yet
     if isinstance(x, jax.Array):
         if _passed(x, kind):
             return
-        finite, valid = (bool(v) for v in np.asarray(_device_flags(x, kind)))
+        flags = np.asarray(_device_flags(x, kind))
     else:
-        finite, valid = (bool(v) for v in _flags(np, x, kind))
-    if not finite:
-        raise ValueError(f"{name}: expected finite values, got NaN or inf")
-    if not valid:
-        raise ValueError(f"{name}: expected {what}, got other values")
+        flags = _flags(np, np.asarray(x), kind)
+    _raise_for(name, what, *(bool(v) for v in flags))
     if isinstance(x, jax.Array):
         _remember(x, kind)
+
+
+def _raise_for(name, what, finite, valid, where=""):
+    if not finite:
+        raise ValueError(f"{name}: expected finite values, got NaN or inf{where}")
+    if not valid:
+        raise ValueError(f"{name}: expected {what}, got other values{where}")
+
+
+@functools.cache
+def value_checks(net, weighted):
+    """(name, kind, what) of the value checks of X, Y and, if `weighted`, the weights."""
+    kind, what = _TARGET_KIND[net.loss]
+    checks = (("X", "finite", "finite values"), ("Y", kind, what))
+    return checks + ((("sample_weight", "weights", _WEIGHTS),) if weighted else ())
+
+
+def value_flags(net, X, Y, weights):
+    """Inside jit: [finite, valid] for each of `value_checks`, shape (k, 2)."""
+    arrays = (X, Y) if weights is None else (X, Y, weights)
+    checks = value_checks(net, weights is not None)
+    return jnp.stack([jnp.stack(_flags(jnp, x, kind))
+                      for x, (_, kind, _) in zip(arrays, checks, strict=True)])
+
+
+def defer(checks, flags, where):
+    """Keep the flags of `checks` that a compiled call computed, to be read when ready;
+    `where` names the call in the error message."""
+    _PENDING.append((flags, checks, where))
+
+
+PENDING_MAX = 1024  # deferred checks kept unread; past this the oldest is waited for
+
+
+def raise_failed(wait=False):
+    """Read the deferred checks whose flags are ready (all of them if `wait`), oldest first,
+    and raise ValueError for the first that failed. Waits only if `wait`, or for the oldest
+    when more than PENDING_MAX are unread (the host that far ahead of the device)."""
+    while _PENDING and (wait or len(_PENDING) > PENDING_MAX or _PENDING[0][0].is_ready()):
+        flags, checks, where = _PENDING.popleft()
+        for (name, _, what), ok in zip(checks, np.asarray(flags), strict=True):
+            _raise_for(name, what, *(bool(v) for v in ok), where=where)
 
 
 def _cast(x, dtype):
@@ -156,6 +207,7 @@ def inputs(net, params, X, name="X"):
     return _cast(X, param_dtype(params))
 
 
+_WEIGHTS = "weights >= 0 with a positive sum"
 _TARGET_KIND = {
     "bce": ("binary", "values in {0, 1} for loss 'bce'"),
     "cross_entropy": (
@@ -188,13 +240,7 @@ def sample_weight(params, w, m, name="sample_weight"):
     if tuple(w.shape) not in ((m,), (1, m)):
         raise ValueError(f"{name}: expected shape ({m},), one weight per example, "
                          f"got {tuple(w.shape)}")
-    if not isinstance(w, jax.core.Tracer):
-        values = np.asarray(w, np.float64)
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"{name}: expected finite values, got NaN or inf")
-        if np.any(values < 0) or not np.any(values > 0):
-            raise ValueError(f"{name}: expected weights >= 0 with a positive sum, "
-                             f"got min {values.min():g} and sum {values.sum():g}")
+    _check_values(name, w, "weights", _WEIGHTS)
     return _cast(w, param_dtype(params)).reshape(1, m)
 
 

@@ -40,18 +40,86 @@ def test_python_loop_trains_and_compiles_once(opt):
     X, Y = blobs()
     X, Y = X.astype(jnp.float32), Y.astype(jnp.float32)
     state = opt.init(params)
-    before = jaxbp.train_step_jit._cache_size()
+    before = jaxbp.step._checked_step._cache_size()
     costs = []
     for _ in range(100):
         old = params[0][0]
         params, state, J = jaxbp.train_step(net, opt, params, state, X, Y)
         costs.append(float(J))
     assert old.is_deleted()  # donated: the step reused its buffer
-    assert jaxbp.train_step_jit._cache_size() == before + 1
+    assert jaxbp.step._checked_step._cache_size() == before + 1
     assert costs[-1] < 0.1 * costs[0], costs[::10]
     A_L, _ = jaxbp.forward(net, params, X)
     accuracy = float(jnp.mean(jnp.argmax(A_L, 0) == jnp.argmax(Y, 0)))
     assert accuracy > 0.95
+
+
+@jax.jit
+def _slow(x):
+    """Rows of x after ~0.3-1 s of matmuls on a 2-core CPU: an input still being computed."""
+    return jax.lax.fori_loop(0, 400, lambda i, a: jnp.tanh(a @ a) * 0.5, x)[:2]
+
+
+def test_train_step_returns_before_its_input_is_ready():
+    """The checked step dispatches without waiting: no value read back, no wait for X."""
+    net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
+    params = jaxbp.init(net, jax.random.key(0), dtype="float32")
+    opt = jaxbp.optim.adam(0.01)
+    _, Y = blobs(m=512)
+    Y = Y.astype(jnp.float32)
+    seed = jax.random.normal(jax.random.key(1), (512, 512), jnp.float32)
+    state = opt.init(params)
+    params, state, _ = jaxbp.train_step(net, opt, params, state, _slow(seed), Y)  # compiles
+    jaxbp.check_pending()
+    X = _slow(seed)  # (2, 512), computed asynchronously
+    assert not X.is_ready(), "the input finished before the test could use it"
+    params, state, J = jaxbp.train_step(net, opt, params, state, X, Y)
+    assert not X.is_ready() and not J.is_ready()  # returned while X was still being computed
+    assert np.isfinite(float(J))
+    jaxbp.check_pending()
+
+
+def _fresh(net):
+    params = jaxbp.init(net, jax.random.key(0), dtype="float32")
+    return params, jaxbp.optim.sgd(0.1).init(params)
+
+
+@pytest.mark.parametrize(("bad", "fragments"), [
+    ("X", ("X", "finite", "NaN")),
+    ("Y", ("Y", "one-hot", "cross_entropy")),
+    ("sample_weight", ("sample_weight", "weights >= 0")),
+])
+def test_bad_device_values_give_nan_then_the_named_error(bad, fragments):
+    """A JAX array's values are checked inside the compiled step: that call's J is NaN, and
+    the ValueError naming the argument and the call comes from a later call once the flags
+    are on the host, or from check_pending()."""
+    net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
+    opt = jaxbp.optim.sgd(0.1)
+    X, Y = (a.astype(jnp.float32) for a in blobs(m=16))
+    args = {"X": X, "Y": Y, "sample_weight": jnp.ones(16, jnp.float32)}
+    args[bad] = {"X": X.at[0, 3].set(jnp.nan), "Y": 2 * Y,
+                 "sample_weight": args["sample_weight"].at[5].set(-1.0)}[bad]
+    params, state = _fresh(net)
+    params, state, J = jaxbp.train_step(net, opt, params, state, **args)
+    assert np.isnan(float(J))  # flags are on the host now: the next call raises
+    with pytest.raises(ValueError, match="train_step call") as info:
+        jaxbp.train_step(net, opt, *_fresh(net), X, Y)
+    assert all(f in str(info.value) for f in fragments), str(info.value)
+    params, state = _fresh(net)
+    params, state, J = jaxbp.train_step(net, opt, params, state, **args)
+    with pytest.raises(ValueError, match="train_step call"):
+        jaxbp.check_pending()
+    jaxbp.check_pending()  # raised once: nothing left pending
+
+
+def test_good_values_leave_nothing_pending():
+    net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
+    X, Y = (a.astype(jnp.float32) for a in blobs(m=16))
+    params, state = _fresh(net)
+    for _ in range(3):
+        params, state, J = jaxbp.train_step(net, jaxbp.optim.sgd(0.1), params, state, X, Y)
+    jaxbp.check_pending()
+    assert np.isfinite(float(J))
 
 
 def test_column_vector_is_batch_of_one():

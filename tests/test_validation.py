@@ -154,8 +154,8 @@ def test_bad_train_step_arguments(good):
         jaxbp.train_step(NET, opt, params, opt.init(other), X, Y)
     with raises(ValueError, "X", "(3, m)", "(5, 3)", "X.T"):
         jaxbp.train_step(NET, opt, params, opt.init(params), X.T, Y)
-    with raises(ValueError, "Y", "{0, 1}"):
-        jaxbp.train_step(NET, opt, params, opt.init(params), X, 2 * Y)
+    with raises(ValueError, "Y", "{0, 1}"):  # NumPy data: values checked at once
+        jaxbp.train_step(NET, opt, params, opt.init(params), X, np.asarray(2 * Y))
     with raises(TypeError, "net", "MLP", "str"):
         jaxbp.train_step("mlp", opt, params, opt.init(params), X, Y)
     # Nothing was donated by the failed calls: params are still usable.
