@@ -22,6 +22,8 @@ import time
 
 from absl import app, flags
 
+from jaxbp import backends
+
 COMMANDS = ("train", "evaluate", "predict", "explain")
 ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softplus", "identity"]
 
@@ -365,6 +367,10 @@ def main(argv):
 
 def run():
     """Entry point of `jaxbp` and `python -m jaxbp`."""
+    # Deterministic GPU kernels, so that a run resumed with --resume equals the uninterrupted
+    # one on a GPU too (XLA reads the flag when the backend starts; a no-op on CPU). Set
+    # XLA_FLAGS=--xla_gpu_deterministic_ops=false to trade that for speed.
+    backends.deterministic_gpu_ops()
     # --help lists the main module's key flags; the main module is whatever script started us
     # (sys.argv[0]), so declare this module's flags key flags of it.
     for flag in FLAGS.get_flags_for_module(__name__):

@@ -210,17 +210,19 @@ def _shuffle(key, m):
     order. Words whose random bits tie keep the previous round's order: index order in the
     first round, the first round's random order in a second. One round is enough while
     fewer than one tied pair is expected (m² < 2^(33 − low bits); 1 797 rows: 0.8 pairs),
-    two otherwise. The words come from XLA's RngBitGenerator seeded by `key`: deterministic
-    on one machine, as the fit's other draws."""
+    two otherwise. The words come from XLA's RngBitGenerator seeded by `key`, with the
+    Philox algorithm named (not the backend's default), so the order is the same on every
+    backend; above 2^20 rows, `jax.random.permutation` (threefry, computed by JAX's own ops)
+    is too."""
     low_bits = max(1, int(m - 1).bit_length())
     if low_bits > 20:  # under 12 random bits a round: ties too common; the comparator sort
         return jax.random.permutation(key, m)
     rounds = 1 if m * m < 2 ** (33 - low_bits) else 2
     low = jnp.uint32((1 << low_bits) - 1)
     data = jax.random.key_data(key).reshape(-1)[:2]
-    rbg = jax.random.wrap_key_data(jnp.concatenate([data, data ^ jnp.uint32(0x5BD1E995)]),
-                                   impl="rbg")
-    words = jax.random.bits(rbg, (rounds, m), jnp.uint32)
+    seed = jnp.concatenate([data, data ^ jnp.uint32(0x5BD1E995)])
+    _, words = jax.lax.rng_bit_generator(seed, (rounds, m), jnp.uint32,
+                                         algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX)
     order, position = jnp.arange(m, dtype=jnp.uint32), jnp.arange(m, dtype=jnp.uint32)
     for r in range(rounds):
         order = order[(jnp.sort((words[r] & ~low) | position) & low).astype(jnp.int32)]

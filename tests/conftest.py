@@ -10,7 +10,13 @@ import os
 # Several test processes may share one GPU: allocate memory on demand, not 75% up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jax
+import jax  # importing starts no backend: XLA_FLAGS is read when one starts
+
+from jaxbp.backends import deterministic_gpu_ops
+
+# Deterministic GPU kernels in this process and the processes the tests start (a resumed run
+# compared with an uninterrupted one, the CLI): a no-op on CPU.
+deterministic_gpu_ops()
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")

@@ -3,6 +3,7 @@ entry point, the CUDA form of the step (exported for CUDA from this host), and T
 simulated on the CPU (tests/tf32.py) against the float32 oracle tolerance."""
 
 import importlib
+import os
 import re
 
 import jax
@@ -15,6 +16,7 @@ from tf32 import round_tf32
 
 import jaxbp
 from jaxbp import backprop, parallel, per_sample, sklearn
+from jaxbp.backends import deterministic_gpu_ops
 
 fit = importlib.import_module("jaxbp.fit")  # the module (jaxbp.fit is also the function)
 
@@ -153,3 +155,26 @@ def test_data_parallel_step_on_every_local_accelerator():
     np.testing.assert_allclose(float(J2), float(J1), rtol=1e-5)
     for a, b in zip(jax.tree.leaves(p2), jax.tree.leaves(p1), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_epoch_order_is_a_philox_stream_on_every_backend(platform):
+    """fit's shuffle names XLA's Philox algorithm (a backend's default may differ), so the
+    epoch order is the same on CPU and GPU."""
+    shuffle = jax.jit(fit._shuffle, static_argnums=1)
+    text = jax.export.export(shuffle, platforms=[platform])(jax.random.key(0), 1797).mlir_module()
+    generators = re.findall(r"stablehlo\.rng_bit_generator[^\n]*", text)
+    assert generators and all("algorithm = PHILOX" in g for g in generators), generators
+
+
+def test_deterministic_gpu_ops_flag():
+    """Added to XLA_FLAGS unless already set either way; the test session runs with it."""
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert deterministic_gpu_ops(env) == ("--xla_force_host_platform_device_count=2 "
+                                          "--xla_gpu_deterministic_ops=true")
+    assert env["XLA_FLAGS"].endswith("--xla_gpu_deterministic_ops=true")
+    off = {"XLA_FLAGS": "--xla_gpu_deterministic_ops=false"}
+    assert deterministic_gpu_ops(off) == "--xla_gpu_deterministic_ops=false"
+    empty = {}
+    assert deterministic_gpu_ops(empty) == "--xla_gpu_deterministic_ops=true" == empty["XLA_FLAGS"]
+    assert "--xla_gpu_deterministic_ops=true" in os.environ["XLA_FLAGS"]
