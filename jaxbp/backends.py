@@ -8,6 +8,16 @@ reductions by atomics) add in an order that varies from run to run; XLA's flag
 `--xla_gpu_deterministic_ops=true` makes it choose deterministic ones. The epoch order (a
 Philox stream, `fit._shuffle`) and dropout masks (threefry) are the same on every backend;
 the parameters are not: float32 sums round differently on different hardware.
+
+Choices made for XLA's CPU backend, and what they do elsewhere:
+- `backprop.transposed` materialises W^lᵀ behind an optimization barrier on CPU only, chosen
+  by `lax.platform_dependent` from the platform the program is compiled for (an export for
+  CUDA from a CPU host takes the GPU form: W.T inside the matmul).
+- `backprop.in_place` (gradients ordered after the reads of W^l, so a scan of steps updates
+  the weights in place) and `fit._flat` (one flat vector built with dynamic_update_slice)
+  were measured on CPU; they compute the same numbers and are kept on every backend.
+- `fit._shuffle` (one sort of random words) is kept on every backend so that the epoch order
+  is the same everywhere.
 """
 
 import os

@@ -19,8 +19,9 @@ def _step(net, opt, params, state, X, Y, weights=None):
 
 
 train_step_jit = jax.jit(_step, static_argnums=(0, 1), donate_argnums=(2, 3))
-train_step_jit.__doc__ = """The unchecked jitted step behind `train_step`, for callers that
-validated their data: (params, state, J). `weights`, if given, has shape (1, m)."""
+train_step_jit.__doc__ = """The step without `train_step`'s checks, for callers that validated
+their data (and for the body of a `lax.scan`): (params, state, J). `weights`, if given, has
+shape (1, m). Same arguments as `train_step` otherwise; params and state are donated."""
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))
