@@ -43,6 +43,13 @@ def _checked_step(net, opt, params, state, X, Y, sample_weight):
 _CALLS = itertools.count(1)
 
 
+class _Call(int):
+    """The number of a train_step call, as error messages name it (formatted only then)."""
+
+    def __str__(self):
+        return f"train_step call {int(self)}"
+
+
 def train_step(net, opt, params, state, X, Y, sample_weight=None):
     """One step of training on the batch X: returns (params, state, J).
 
@@ -75,8 +82,7 @@ def train_step(net, opt, params, state, X, Y, sample_weight=None):
         Y = validate.targets(net, params, Y, m=X.shape[1])
         sample_weight = validate.sample_weight(params, sample_weight, m=X.shape[1])
     params, state, J, flags = _checked_step(net, opt, params, state, X, Y, sample_weight)
-    checks = validate.value_checks(net, sample_weight is not None)
-    validate.defer(checks, flags, f" (in train_step call {next(_CALLS)})")
+    validate.defer(flags, net, sample_weight is not None, _Call(next(_CALLS)))
     return params, state, J
 
 

@@ -25,7 +25,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 # id(array) -> (weak reference, kinds of value check it passed)
 _PASSED: dict[int, tuple[weakref.ref, set]] = {}
-# Deferred checks not read yet, oldest first: (flags (k, 2) on the device, value_checks, where).
+# Deferred checks not read yet, oldest first: (flags (k, 2) on the device, net, weighted, where).
 _PENDING: collections.deque = collections.deque()
 
 
@@ -164,10 +164,10 @@ def value_flags(net, X, Y, weights):
                       for x, (_, kind, _) in zip(arrays, checks, strict=True)])
 
 
-def defer(checks, flags, where):
-    """Keep the flags of `checks` that a compiled call computed, to be read when ready;
-    `where` names the call in the error message."""
-    _PENDING.append((flags, checks, where))
+def defer(flags, net, weighted, where):
+    """Keep the flags of `value_checks(net, weighted)` that a compiled call computed, to be
+    read when ready; `where` names the call in the error message."""
+    _PENDING.append((flags, net, weighted, where))
 
 
 PENDING_MAX = 1024  # deferred checks kept unread; past this the oldest is waited for
@@ -178,9 +178,13 @@ def raise_failed(wait=False):
     and raise ValueError for the first that failed. Waits only if `wait`, or for the oldest
     when more than PENDING_MAX are unread (the host that far ahead of the device)."""
     while _PENDING and (wait or len(_PENDING) > PENDING_MAX or _PENDING[0][0].is_ready()):
-        flags, checks, where = _PENDING.popleft()
-        for (name, _, what), ok in zip(checks, np.asarray(flags), strict=True):
-            _raise_for(name, what, *(bool(v) for v in ok), where=where)
+        flags, net, weighted, where = _PENDING.popleft()
+        ok = np.asarray(flags)
+        if ok.all():
+            continue
+        for (name, _, what), (finite, valid) in zip(value_checks(net, weighted), ok,
+                                                    strict=True):
+            _raise_for(name, what, bool(finite), bool(valid), where=f" (in {where})")
 
 
 def _cast(x, dtype):
