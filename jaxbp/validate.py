@@ -1,4 +1,4 @@
-"""Checks at the public boundary, outside `jit`.
+"""Checks at the public boundary: outside `jit`, or while a checked step is traced.
 
 Every error names the argument, what was expected and what arrived, so that bad input never
 reaches XLA as a shape error. Value checks (finite X, {0, 1} or one-hot Y, weights ≥ 0) run on

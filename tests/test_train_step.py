@@ -71,6 +71,11 @@ def test_train_step_returns_before_its_input_is_ready():
     state = opt.init(params)
     params, state, _ = jaxbp.train_step(net, opt, params, state, _slow(seed), Y)  # compiles
     jaxbp.check_pending()
+    X = _slow(seed)
+    params, state, _ = jaxbp.train_step_jit(net, opt, params, state, X, Y)
+    if X.is_ready():  # seen with jax 0.8.0 on CPU; 0.10 dispatches without waiting
+        pytest.skip("this jax runtime waits for the step's input even without jaxbp's checks "
+                    "(train_step_jit waits too): no wait can be told apart here")
     X = _slow(seed)  # (2, 512), computed asynchronously
     assert not X.is_ready(), "the input finished before the test could use it"
     params, state, J = jaxbp.train_step(net, opt, params, state, X, Y)
