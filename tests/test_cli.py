@@ -19,7 +19,7 @@ def test_help_documents_every_flag():
     out = jaxbp_cli("--help")
     for flag in ("--dataset", "--hidden", "--activation", "--output", "--optimizer", "--lr",
                  "--epochs", "--batch_size", "--seed", "--validation_fraction",
-                 "--early_stopping", "--checkpoint_dir", "--plot", "--dtype"):
+                 "--early_stopping", "--checkpoint_dir", "--plot", "--dtype", "--precision"):
         assert flag in out.stdout.replace("--[no]", "--"), flag
 
 
@@ -45,7 +45,7 @@ def test_explain_prints_the_worked_example():
 
 def test_train_evaluate_predict(tmp_path):
     ck = tmp_path / "run"
-    out = jaxbp_cli("train", "--epochs", "40", "--lr", "0.003", "--quiet",
+    out = jaxbp_cli("train", "--epochs", "40", "--lr", "0.003", "--quiet", "--precision", "tf32",
                     "--checkpoint_dir", str(ck), "--plot", str(tmp_path / "curves.png"),
                     cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -54,6 +54,9 @@ def test_train_evaluate_predict(tmp_path):
     assert float(last.split()[-1].rstrip("%")) > 90.0
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert (ck / "checkpoint.npz").is_file()
+    from jaxbp.checkpoint import read_header
+
+    assert read_header(ck / "checkpoint.npz")["net"]["precision"] == "tf32"
 
     ev = jaxbp_cli("evaluate", "--checkpoint", str(ck / "checkpoint.npz"))
     assert ev.returncode == 0, ev.stderr
