@@ -1,18 +1,30 @@
 """The command line, run as a user runs it: `python -m jaxbp ...` in a subprocess."""
 
+import fcntl
 import json
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 
 import numpy as np
 import pytest
 
 
+def cli_env():
+    """The environment of a CLI subprocess: this one's without JAX_* settings (a user's shell
+    has none); XLA_FLAGS (deterministic GPU kernels, as the CLI sets them) and PYTHONPATH
+    (which jaxbp the CLI imports: a scratch copy's, when the tests run there) are inherited."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+
+
 def jaxbp_cli(*args, cwd=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     return subprocess.run([sys.executable, "-m", "jaxbp", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+                          text=True, cwd=cwd, env=cli_env(), timeout=300)
 
 
 def test_help_documents_every_flag():
@@ -138,3 +150,77 @@ def jax_leaves(tree):
     import jax
 
     return jax.tree.leaves(tree)
+
+
+def _run_on_a_terminal(*args, timeout=300):
+    """`python -m jaxbp ARGS` with stderr on a pseudo-terminal, as a user at a terminal runs
+    it (stdout piped). Returns (returncode, stdout, what the terminal showed)."""
+    master, slave = pty.openpty()
+    # An 80-column window, as a terminal has: a fresh pty is 0 x 0, and tqdm draws nothing in
+    # 0 columns.
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "jaxbp", *args], stdout=subprocess.PIPE,
+                                stderr=slave, stdin=subprocess.DEVNULL, env=cli_env())
+    finally:
+        os.close(slave)  # the child holds its own copy: reading ends once it exits
+    shown, deadline = bytearray(), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1.0)[0]:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every copy of the terminal's slave side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        else:
+            pytest.fail(f"jaxbp {' '.join(args)} ran past {timeout} s")
+        stdout = proc.communicate(timeout=60)[0].decode()
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, stdout, shown.decode(errors="replace")
+
+
+def test_train_draws_the_progress_bar_on_a_terminal(tmp_path):
+    # The README's main job, `jaxbp train` at a terminal: a tqdm bar on stderr, the test
+    # accuracy last on stdout. (The CLI passes progress=not --quiet, so the bar is drawn when
+    # stderr is not a terminal too; a terminal is what a user has.)
+    rc, stdout, terminal = _run_on_a_terminal("train", "--epochs", "3", "--plot", "",
+                                              "--checkpoint_dir", str(tmp_path))
+    assert rc == 0, terminal
+    assert "Traceback" not in terminal
+    for drawn in ("fit:   0%", "0/3", "fit: 100%", "3/3", "epoch/s", "train_cost="):
+        assert drawn in terminal, (drawn, terminal)
+    assert "fit:" not in stdout and "3/3" not in stdout  # the bar stays off stdout
+    lines = stdout.strip().splitlines()
+    assert lines[-1].startswith("test accuracy: ") and lines[-1].endswith("%"), stdout
+    assert "epochs run: 3" in lines
+
+
+def test_fit_progress_bar_goes_to_stderr_and_changes_nothing(capsys):
+    import jax
+
+    import jaxbp
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(90, 4)), rng.integers(0, 3, 90)
+    net = jaxbp.MLP((4, 8, 3), hidden="tanh", output="softmax")
+    kw = dict(epochs=3, batch_size=16, validation_fraction=0.2, key=3)
+    quiet = jaxbp.fit(net, X, y, progress=False, **kw)
+    assert capsys.readouterr() == ("", "")
+    shown = jaxbp.fit(net, X, y, progress=True, **kw)
+    out, err = capsys.readouterr()
+    assert out == ""
+    for drawn in ("fit:   0%", "fit: 100%", "3/3", "epoch/s", "train_cost=", "val_score="):
+        assert drawn in err, (drawn, err)
+    for a, b in zip(jax.tree.leaves((quiet.params, quiet.opt_state)),
+                    jax.tree.leaves((shown.params, shown.opt_state)), strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))  # bit for bit: the bar only watches
+    del quiet.history["seconds"], shown.history["seconds"]  # wall times
+    assert quiet.history == shown.history
