@@ -235,13 +235,77 @@ def test_dropout_trains_and_is_off_at_inference():
     X, y = blobs(200)
     res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.adam(0.02), epochs=30, batch_size=32,
                     dropout=0.3, key=3, progress=False)
-    a = np.asarray(jaxbp.predict(NET, res.params, X))
-    b = np.asarray(jaxbp.predict(NET, res.params, X))
-    assert np.array_equal(a, b)  # no masks at inference: deterministic
     assert jaxbp.evaluate(NET, res.params, X, y)["score"] > 0.9
-    # p = 0 is exactly the no-dropout path
+    # inference uses no mask: predict is the plain forward pass, written out here in NumPy
+    (W1, b1), (W2, b2) = (tuple(np.asarray(a) for a in layer) for layer in res.params)
+    Z = W2 @ np.tanh(W1 @ X.T + b1) + b2
+    want = np.exp(Z - Z.max(axis=0)) / np.exp(Z - Z.max(axis=0)).sum(axis=0)
+    np.testing.assert_allclose(np.asarray(jaxbp.predict(NET, res.params, X)), want.T,
+                               rtol=1e-12, atol=1e-15)
+
+
+def _fit_module():
+    import importlib
+
+    return importlib.import_module("jaxbp.fit")  # `jaxbp.fit` is also the function
+
+
+@pytest.mark.parametrize("p", [0.2, 0.7])  # not 0.5, where keep and drop rates coincide
+def test_dropout_masks_drop_p_and_keep_the_mean(p):
+    # Inverted dropout: each hidden unit of each example is kept with probability 1 − p and
+    # then scaled by 1/(1 − p), so the mask's entries are 0 or 1/(1 − p), a fraction p of them
+    # 0, mean 1. N = 2 · 500 · 1000 = 10^6 draws: the zero fraction's standard error is
+    # sqrt(p(1 − p)/N) (4.0e-4 at p = 0.2, 4.6e-4 at 0.7) and the mean's is that divided by
+    # (1 − p). 5 standard errors: a deterministic test (the key is fixed) that a correct mask
+    # would fail with probability 6e-7 over keys; keeping with probability p instead of 1 − p
+    # moves the zero fraction by |1 − 2p| >= 0.4, ~900 standard errors.
+    fit_mod = _fit_module()
+    net = jaxbp.MLP((3, 500, 500, 1), hidden="relu", output="identity")
+    m = 1000
+    masks = fit_mod._dropout_masks(net, jax.random.key(0), p, m, jnp.float64)
+    assert len(masks) == net.L and masks[0] is None  # M^1 .. M^{L-1}; none on the input
+    M = np.stack([np.asarray(M_l) for M_l in masks[1:]])
+    assert M.shape == (2, 500, m) and M.dtype == np.float64
+    assert set(np.unique(M)) == {0.0, 1 / (1 - p)}
+    se = math.sqrt(p * (1 - p) / M.size)
+    assert abs(np.mean(M == 0) - p) < 5 * se
+    assert abs(M.mean() - 1.0) < 5 * se / (1 - p)
+    assert not np.array_equal(M[0], M[1])  # each layer draws its own mask
+    other = fit_mod._dropout_masks(net, jax.random.key(1), p, m, jnp.float64)
+    assert not np.array_equal(M[0], np.asarray(other[1]))  # another key, another mask
+    assert fit_mod._dropout_masks(net, jax.random.key(0), 0.0, m, jnp.float64) == ()
+
+
+def test_dropout_changes_training_and_p0_is_no_dropout():
+    X, y = blobs(60)
     kw = dict(opt=jaxbp.optim.sgd(0.1), epochs=2, batch_size=16, key=3, progress=False)
-    p0 = jaxbp.fit(NET, X, y, dropout=0.0, params=params0(), **kw)
     off = jaxbp.fit(NET, X, y, params=params0(), **kw)
-    for u, v in zip(jax.tree.leaves(p0.params), jax.tree.leaves(off.params), strict=True):
-        assert np.array_equal(u, v)
+    p0 = jaxbp.fit(NET, X, y, dropout=0.0, params=params0(), **kw)
+    assert_same(p0.params, off.params, rtol=0)  # p = 0 is exactly the no-dropout path
+    drop = jaxbp.fit(NET, X, y, dropout=0.3, params=params0(), **kw)
+    for u, v in zip(jax.tree.leaves(drop.params), jax.tree.leaves(off.params), strict=True):
+        assert not np.allclose(u, v, rtol=1e-3)
+
+
+def test_dropout_epochs_equal_hand_steps_with_their_masks():
+    """Two epochs of two batches with dropout and plain SGD equal four hand-computed steps
+    whose masks are drawn here, by the derivation fit documents: epoch e's key is
+    fold_in(key, e), split into (shuffle key, dropout key); batch i draws with
+    fold_in(dropout key, i), split into one key per layer; layer l keeps a unit with
+    probability 1 − p and scales it by 1/(1 − p). float64, the same arithmetic: 1e-12."""
+    X, y = blobs(20)
+    p, lr, seed = 0.3, 0.5, 4
+    res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.sgd(lr), epochs=2, batch_size=10, shuffle=False,
+                    dropout=p, key=seed, params=params0(), progress=False)
+    params, Y, key = params0(), np.eye(3)[y].T, jax.random.key(seed)
+    for epoch in range(2):
+        _, k_drop = jax.random.split(jax.random.fold_in(key, epoch))
+        for i, cols in enumerate((slice(0, 10), slice(10, 20))):
+            keys = jax.random.split(jax.random.fold_in(k_drop, i), NET.L)
+            masks = (None, *[jax.random.bernoulli(keys[l], 1 - p, (NET.sizes[l], 10))
+                             .astype(jnp.float64) / (1 - p) for l in range(1, NET.L)])
+            assert 0 < np.mean(np.asarray(masks[1]) == 0) < 1  # some units dropped, not all
+            _, cache = jaxbp.backprop._forward(NET, params, jnp.asarray(X[cols].T), masks)
+            _, grads = jaxbp.backward(NET, params, cache, Y[:, cols])
+            params = jax.tree.map(lambda a, g: a - lr * g, params, grads)
+    assert_same(res.params, params)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent("""
+SCRIPT = textwrap.dedent(r"""
     import jax
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -43,13 +43,35 @@ SCRIPT = textwrap.dedent("""
 
     # fit: each batch's columns split over the 4 devices; batch 8 divides, batch 6 and the
     # ragged last batch are padded with zero-weight columns. Equal to one device, 3 epochs.
+    # The compiled epoch really splits the columns: fit's own call of _epoch (caught by a spy)
+    # is compiled again, and in the partitioned program each device runs, the dots that make
+    # Z^1, Z^2 (forward) and Δ^1, Δ^2 (backward) have b'/4 columns (b' = the batch with its
+    # padding: 8 -> 2, 6 + 2 -> 2), never b'. Were the whole batch on every device (the
+    # sharding constraint in _epoch dropped, or fit not passing the mesh on), they would be
+    # (16, b') and (8, b').
+    import importlib, re
+    fit_module = importlib.import_module("jaxbp.fit")  # jaxbp.fit is also the function
+    epoch_fn, calls = fit_module._epoch, []
+    def spy(*args):
+        calls.append(args)
+        return epoch_fn(*args)
     Xr = rng.normal(size=(50, 5))
     yr = rng.integers(0, 3, 50)
     for batch in (8, 6):
         kw = dict(opt=jaxbp.optim.adam(1e-2), epochs=3, batch_size=batch, key=1, alpha=1e-3,
                   validation_fraction=0.2, progress=False)
         one = jaxbp.fit(net, Xr, yr, params=jaxbp.init(net, jax.random.key(2)), **kw)
-        four = jaxbp.fit(net, Xr, yr, params=jaxbp.init(net, jax.random.key(2)), mesh=mesh, **kw)
+        fit_module._epoch, calls[:] = spy, []
+        try:
+            four = jaxbp.fit(net, Xr, yr, params=jaxbp.init(net, jax.random.key(2)), mesh=mesh,
+                             **kw)
+        finally:
+            fit_module._epoch = epoch_fn
+        hlo = epoch_fn.lower(*calls[0]).compile().as_text()
+        dots = set(re.findall(r"= f64\[(\d+),(\d+)\][^ =]* dot\(", hlo))
+        padded = batch + (-batch) % 4
+        assert {("16", str(padded // 4)), ("8", str(padded // 4))} <= dots, (batch, dots)
+        assert not {("16", str(padded)), ("8", str(padded))} & dots, (batch, dots)
         np.testing.assert_allclose(four.history["train_cost"], one.history["train_cost"],
                                    rtol=1e-12)
         np.testing.assert_allclose(four.history["val_cost"], one.history["val_cost"], rtol=1e-12)
@@ -69,8 +91,16 @@ SCRIPT = textwrap.dedent("""
             assert np.array_equal(np.asarray(a), np.asarray(b))
         assert len(c.params[0][0].sharding.device_set) == 1
         resumed = jaxbp.fit(net, Xr, yr, params=c.params, opt_state=c.opt_state, start_epoch=3,
-                            mesh=mesh, **{**kw, "epochs": 1})
-        assert np.isfinite(resumed.history["train_cost"][-1])
+                            history=four.history, mesh=mesh, **{**kw, "epochs": 1})
+    # ...and continues exactly as the uninterrupted sharded run: bit for bit (README: a resumed
+    # run repeats the uninterrupted one on one backend, same jax version and XLA flags).
+    whole = jaxbp.fit(net, Xr, yr, params=jaxbp.init(net, jax.random.key(2)), mesh=mesh,
+                      **{**kw, "epochs": 4})
+    for k in ("epoch", "train_cost", "val_cost", "val_score"):
+        assert resumed.history[k] == whole.history[k], (k, resumed.history[k], whole.history[k])
+    for a, b in zip(jax.tree.leaves((resumed.params, resumed.opt_state)),
+                    jax.tree.leaves((whole.params, whole.opt_state)), strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
 
     # Model parallelism: W^l, b^l split by rows over a "model" mesh (30 and 3 rows do not
     # divide by 4: replicated), stepped by the unchanged jaxbp.train_step. Equal to one device.
