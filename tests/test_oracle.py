@@ -172,6 +172,26 @@ def test_sample_weights(hidden, output):
     np.testing.assert_allclose(float(got[0]), float(J_kept), rtol=1e-12)
     for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(grads_kept), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
+    # Only the weights' ratios count: scaled by 0.01 (a sum below 1) J and grads are the same.
+    small = jaxbp.backward(net, params, cache, Y, sample_weight=0.01 * w)
+    for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(("sizes", "output", "W", "Y", "J"), [
+    ((1, 1), "sigmoid", [[40.0]], [[0.0]], 40.0),  # −log(1 − σ(40)) = 40 + log(1 + e^−40)
+    ((1, 2), "softmax", [[0.0], [200.0]], [[1.0], [0.0]], 200.0),  # −log softmax_0 = 200 + ...
+])
+def test_cost_is_finite_when_outputs_saturate(sizes, output, W, Y, J):
+    """The natural pairs take their cost from the logits: an output that rounds to exactly 0
+    or 1 in float32 still gives the right finite J and gradients (log A^L would give inf)."""
+    net = jaxbp.MLP(sizes, output=output)
+    params = ((jnp.asarray(W, jnp.float32), jnp.zeros((sizes[1], 1), jnp.float32)),)
+    X, Y = jnp.ones((1, 1), jnp.float32), jnp.asarray(Y, jnp.float32)
+    _, cache = jaxbp.forward(net, params, X)
+    J_got, grads = jaxbp.backward(net, params, cache, Y)
+    np.testing.assert_allclose(float(J_got), J, rtol=1e-6)  # float32: the terms past 40 vanish
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 
 @pytest.mark.parametrize("hidden", ["relu", "tanh", "sigmoid", "gelu"])

@@ -129,6 +129,20 @@ def test_good_values_leave_nothing_pending():
     assert np.isfinite(float(J))
 
 
+def test_a_batch_whose_examples_all_weigh_zero_changes_nothing():
+    """How fit's padding would look if a whole batch were padding: J = 0, SGD moves nothing."""
+    net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
+    params = jaxbp.init(net, jax.random.key(0), dtype="float64")
+    X, Y = blobs(m=16)
+    opt = jaxbp.optim.sgd(0.5)
+    before = jax.tree.map(np.asarray, params)
+    new, _, J = jaxbp.train_step_jit(net, opt, jax.tree.map(jnp.copy, params), opt.init(params),
+                                     X, Y, jnp.zeros((1, 16)))
+    assert float(J) == 0.0
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(before), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
 def test_column_vector_is_batch_of_one():
     """Seed 000's x of shape (n_0, 1) is the batch code with m = 1."""
     net = jaxbp.MLP((3, 4, 2, 1))
