@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # importing starts no backend: XLA_FLAGS is read when one starts
+import pytest
 
 from jaxbp.backends import deterministic_gpu_ops
 
@@ -27,3 +28,29 @@ for _name in filter(None, os.environ.get("JAXBP_REQUIRE", "").split(",")):
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_enable_x64", True)
+
+# Mutation testing (docs/mutation.md). mutmut runs each mutant in a fresh process with
+# MUTANT_UNDER_TEST set; "stats" is its one traced run that learns which tests call which
+# function.
+_MUTANT = os.environ.get("MUTANT_UNDER_TEST")
+if _MUTANT:
+    # A persistent compilation cache shared by the mutant processes: a program a mutant leaves
+    # unchanged is compiled once for the whole run, not once per mutant (a changed program has
+    # another key, so it is compiled anew). Under mutants/, deleted with it.
+    _CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".jax-cache")
+    jax.config.update("jax_compilation_cache_dir", _CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_traces_for_mutation_stats():
+    """In mutmut's stats run only, forget every traced function after each test.
+
+    A jitted function's Python body runs only when JAX traces it, so without this the stats
+    credit a function to the first test that traces it for a given network and shape, and the
+    tests served from the trace cache never run against its mutants.
+    """
+    yield
+    if _MUTANT == "stats":
+        jax.clear_caches()
