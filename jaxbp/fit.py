@@ -374,8 +374,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
     opt = optim.adam(1e-3) if opt is None else opt
-    if not isinstance(opt, optim.OPTIMIZERS):
-        raise TypeError(f"opt: expected an optimizer from jaxbp.optim, got {type(opt).__name__}")
+    optim.check_is_optimizer(opt)
     epochs = _positive_int("epochs", epochs)
     key = _as_key(key)
     X = _rows("X", X, net.sizes[0])

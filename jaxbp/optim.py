@@ -163,13 +163,18 @@ def _shapes(tree):
     return jax.tree.structure(tree), [(tuple(x.shape), str(x.dtype)) for x in leaves]
 
 
-def check(opt, state, params):
-    """Boundary check that `opt` is ours and `state` came from `opt.init` on params like these."""
+def check_is_optimizer(opt):
+    """Boundary check that `opt` is one of ours (an isinstance: cheap enough for every call)."""
     if not isinstance(opt, OPTIMIZERS):
         raise TypeError(
             f"opt: expected an optimizer from jaxbp.optim.sgd or jaxbp.optim.adam, "
             f"got {type(opt).__name__}"
         )
+
+
+def check(opt, state, params):
+    """Boundary check that `opt` is ours and `state` came from `opt.init` on params like these."""
+    check_is_optimizer(opt)
     like_params = _shapes(params)
     if isinstance(opt, SGD):
         expected_type = SGDState

@@ -74,8 +74,7 @@ def train_step(net, opt, params, state, X, Y, sample_weight=None):
     """
     validate.raise_failed()
     validate.mlp(net)
-    if not isinstance(opt, optim.OPTIMIZERS):
-        optim.check(opt, state, params)  # raises the TypeError naming opt
+    optim.check_is_optimizer(opt)  # before jit hashes opt as a static argument
     if not all(isinstance(a, jax.Array) for a in (X, Y, sample_weight) if a is not None):
         params = validate.params(net, params)  # host data: checked here, values included
         X = validate.inputs(net, params, X)

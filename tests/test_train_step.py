@@ -119,6 +119,27 @@ def test_bad_device_values_give_nan_then_the_named_error(bad, fragments):
     jaxbp.check_pending()  # raised once: nothing left pending
 
 
+def test_host_weights_are_checked_at_once_and_used():
+    """NumPy sample_weight takes the host path: good weights give exactly the step the same
+    weights give on the device (and not the unweighted one); a bad weight raises from that
+    very call, naming the argument, with nothing deferred."""
+    net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
+    opt = jaxbp.optim.sgd(0.1)
+    X, Y = (np.asarray(a, np.float32) for a in blobs(m=16))
+    w = np.linspace(0.5, 2.0, 16, dtype=np.float32)
+    host = jaxbp.train_step(net, opt, *_fresh(net), X, Y, w)
+    device = jaxbp.train_step(net, opt, *_fresh(net), *map(jnp.asarray, (X, Y, w)))
+    for got, want in zip(jax.tree.leaves(host), jax.tree.leaves(device), strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    unweighted = jaxbp.train_step(net, opt, *_fresh(net), X, Y)
+    assert float(host[2]) != float(unweighted[2])
+    w[5] = -1.0
+    with pytest.raises(ValueError, match="sample_weight: expected weights >= 0") as info:
+        jaxbp.train_step(net, opt, *_fresh(net), X, Y, w)
+    assert "train_step call" not in str(info.value)  # raised now, not by a later call
+    jaxbp.check_pending()  # and nothing left pending
+
+
 def test_good_values_leave_nothing_pending():
     net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
     X, Y = (a.astype(jnp.float32) for a in blobs(m=16))

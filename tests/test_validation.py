@@ -147,6 +147,8 @@ def test_bad_train_step_arguments(good):
     opt = optim.adam()
     with raises(TypeError, "opt", "jaxbp.optim", "str"):
         jaxbp.train_step(NET, "adam", params, opt.init(params), X, Y)
+    with raises(TypeError, "opt", "jaxbp.optim", "list"):  # unhashable: named before jit hashes it
+        jaxbp.train_step(NET, [opt], params, opt.init(params), X, Y)
     with raises(ValueError, "state", "AdamState", "SGDState"):
         jaxbp.train_step(NET, opt, params, optim.sgd(0.1).init(params), X, Y)
     other = jaxbp.init(jaxbp.MLP((3, 6, 2)), jax.random.key(0), dtype="float64")
