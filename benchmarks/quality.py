@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 import jaxbp  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from jaxbp import data as datasets  # noqa: E402
+from jaxbp import data, datasets  # noqa: E402
 
 _DATASETS = flags.DEFINE_list("datasets", ["breast_cancer", "digits", "mnist1d"],
                               "Datasets to run (mnist1d needs the mnist1d extra).")
@@ -92,7 +92,7 @@ def _fit(ds_train, y_train, setting, epochs, batch, validation=None, seed=0):
 
 def run_dataset(name, seed=0):
     ds = datasets.load(name)
-    rest, test = datasets.train_test_split(ds, 0.2, seed=seed)
+    rest, test = data.train_test_split(ds, 0.2, seed=seed)
     grid, max_epochs, batch = SEARCH[name]
 
     trials = []
@@ -100,8 +100,8 @@ def run_dataset(name, seed=0):
         setting = dict(zip(grid, values, strict=True))
         accs, costs, epochs = [], [], []
         for train_idx, val_idx in _folds(rest.y, FOLDS, seed):
-            train, val = datasets.subset(rest, train_idx), datasets.subset(rest, val_idx)
-            scaler = datasets.Standardizer().fit(train.X)  # the fold's training rows only
+            train, val = data.subset(rest, train_idx), data.subset(rest, val_idx)
+            scaler = data.Standardizer().fit(train.X)  # the fold's training rows only
             Xt, Xv = scaler.transform(train.X), scaler.transform(val.X)
             net, res, _ = _fit(train._replace(X=Xt), train.y, setting, max_epochs, batch,
                                validation=(Xv, val.y), seed=seed)
@@ -116,7 +116,7 @@ def run_dataset(name, seed=0):
     epochs = best["epochs"]
 
     # Final: jaxbp and scikit-learn, same rows, architecture, epochs, batch size, optimizer.
-    scaler = datasets.Standardizer().fit(rest.X)
+    scaler = data.Standardizer().fit(rest.X)
     train, test = rest._replace(X=scaler.transform(rest.X)), test._replace(
         X=scaler.transform(test.X))
     net = _net(setting, train)

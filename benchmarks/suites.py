@@ -428,13 +428,13 @@ def fit(quick):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    from jaxbp import data
+    from jaxbp import data, datasets
 
     names = ["breast_cancer"] if quick else ["breast_cancer", "digits", "mnist1d"]
     epochs = 20 if quick else 200
     records, rows = [], []
     for name in names:
-        ds = data.load(name)
+        ds = datasets.load(name)
         X = data.Standardizer().fit(ds.X).transform(ds.X)
         out = (1, "sigmoid") if ds.n_classes == 2 else (ds.n_classes, "softmax")
         net = jaxbp.MLP((X.shape[1], 100, out[0]), output=out[1])

@@ -93,23 +93,41 @@ def _fail(message):
     raise app.UsageError(message)
 
 
+# load's arguments as the command line names them
+_FLAG_OF = {"name": "--dataset", "target": "--target"}
+
+
 def _load_dataset():
+    """(data, test | None) of --dataset: test is the test set the source ships (idx:DIR)."""
+    from jaxbp import datasets
+
+    try:
+        return datasets.load_with_test(FLAGS.dataset, seed=FLAGS.seed, target=FLAGS.target)
+    except datasets.SpecError as e:
+        _fail(f"{_FLAG_OF[e.argument]}: {e.problem}")
+
+
+def _train_test(test_fraction, seed):
+    """(train, test) of --dataset: the test set its source ships, else `test_fraction` of the
+    rows (stratified for classification) drawn from `seed`."""
     from jaxbp import data
 
-    spec = FLAGS.dataset
-    if ":" in spec:
-        kind, path = spec.split(":", 1)
-        if kind == "idx":
-            train = data.load_idx(path, kind="train")
-            return train, data.load_idx(path, kind="test", classes=train.classes)
-        if kind == "csv":
-            if not FLAGS.target:
-                _fail("--target: expected the name of the target column for a csv: dataset")
-            return data.load_csv(path, target=FLAGS.target), None
-        if kind == "npz":
-            return data.load_npz(path), None
-        _fail(f"--dataset: expected idx:DIR, csv:PATH or npz:PATH for a file, got {spec!r}")
-    return data.load(spec, seed=FLAGS.seed), None
+    train_ds, test_ds = _load_dataset()
+    if test_ds is None:
+        train_ds, test_ds = data.train_test_split(train_ds, test_fraction, seed=seed)
+    return train_ds, test_ds
+
+
+def _standardizer_record(scaler):
+    """A fitted `data.Standardizer` as the checkpoint's extra holds it."""
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
+
+
+def _standardizer_of(extra):
+    """The training run's `data.Standardizer`, from the checkpoint's extra."""
+    from jaxbp import data
+
+    return data.Standardizer(extra["mean"], extra["scale"])
 
 
 def _net_for(ds, n_features):
@@ -160,15 +178,42 @@ def plot_history(history, path, title):
 
 
 def _train():
+    from jaxbp import data
+
+    main = _start_processes()
+    say = print if main else (lambda *args, **kwargs: None)
+    train_ds, test_ds = _train_test(FLAGS.test_fraction, FLAGS.seed)
+    scaler = data.Standardizer().fit(train_ds.X)  # fitted on the training rows only
+    X, X_test = scaler.transform(train_ds.X), scaler.transform(test_ds.X)
+    net = _net_for(train_ds, X.shape[1])
+    opt = _optimizer()
+    say(f"dataset {FLAGS.dataset}: {len(X)} training rows, {len(X_test)} test rows, "
+        f"{X.shape[1]} features, task {train_ds.task}")
+    say(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
+        f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
+    path = _checkpoint_path()
+    saver = None if path is None else _saver(path, net, opt, _run_record(train_ds, scaler), main)
+    start = _resume(path, net, opt, say) if FLAGS.resume else _FRESH
+    result = _fit(net, X, train_ds.y, opt, start, _mesh(say), saver, main)
+    if saver is not None:
+        saver(result, result.history["epoch"][-1], final=True)
+        say(f"checkpoint: {path}")
+    if FLAGS.plot and main:
+        plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
+        say(f"learning curves: {FLAGS.plot}")
+    _report(result, net, X_test, test_ds.y, train_ds.task, say)
+
+
+def _start_processes():
+    """Set up JAX for --dtype and, with --num_processes > 1, join the multi-host run (before
+    any other JAX work, as jax.distributed requires). Whether this is the main process."""
     import jax
 
     import jaxbp
-    from jaxbp import checkpoint as ckpt
-    from jaxbp import data
 
     if FLAGS.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    if FLAGS.num_processes > 1:  # before any other JAX work, as jax.distributed requires
+    if FLAGS.num_processes > 1:
         if FLAGS.coordinator_address is None:
             _fail("--coordinator_address: expected 'host:port' of process 0 when "
                   f"--num_processes is {FLAGS.num_processes}, got nothing")
@@ -180,96 +225,119 @@ def _train():
                   f"--devices unset, got {FLAGS.devices}")
         jaxbp.parallel.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                   FLAGS.process_id)
-    main = jaxbp.parallel.is_main_process()
-    say = print if main else (lambda *args, **kwargs: None)
-    train_ds, test_ds = _load_dataset()
-    if test_ds is None:
-        train_ds, test_ds = data.train_test_split(train_ds, FLAGS.test_fraction, seed=FLAGS.seed)
-    scaler = data.Standardizer().fit(train_ds.X)  # fitted on the training rows only
-    X, X_test = scaler.transform(train_ds.X), scaler.transform(test_ds.X)
-    y, y_test = train_ds.y, test_ds.y
-    net = _net_for(train_ds, X.shape[1])
-    opt = _optimizer()
-    say(f"dataset {FLAGS.dataset}: {len(X)} training rows, {len(X_test)} test rows, "
-          f"{X.shape[1]} features, task {train_ds.task}")
-    say(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
-          f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
+    return jaxbp.parallel.is_main_process()
 
-    extra = {"dataset": FLAGS.dataset, "task": train_ds.task,
-             "classes": None if train_ds.classes is None else train_ds.classes.tolist(),
-             "target": FLAGS.target,
-             "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
-             "seed": FLAGS.seed, "test_fraction": FLAGS.test_fraction}
-    saver = None
-    if FLAGS.checkpoint_dir:  # process 0 writes; with --resume every process reads
-        directory = pathlib.Path(FLAGS.checkpoint_dir)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            _fail(f"--checkpoint_dir: cannot create {directory}: {e.strerror}")
-        path = directory / "checkpoint.npz"
-        last = {"t": -math.inf}
 
-        def saver(result, epoch, final=False):
-            if not main:
-                return
-            if final or time.monotonic() - last["t"] >= FLAGS.checkpoint_every:
-                done = {"finished": final, "best_restored": final and result.stopped_early}
-                ckpt.save_checkpoint(path, net=net, params=result.params, opt=opt,
-                                     opt_state=result.opt_state, epoch=epoch + 1,
-                                     key=result.key, history=result.history,
-                                     extra={**extra, **done})
-                last["t"] = time.monotonic()
+def _run_record(train_ds, scaler):
+    """What a checkpoint's extra holds about the run: the data, its standardiser, the split."""
+    return {"dataset": FLAGS.dataset, "task": train_ds.task,
+            "classes": None if train_ds.classes is None else train_ds.classes.tolist(),
+            "target": FLAGS.target, **_standardizer_record(scaler),
+            "seed": FLAGS.seed, "test_fraction": FLAGS.test_fraction}
 
-    start = {"start_epoch": 0, "history": None, "params": None, "opt_state": None}
-    if FLAGS.resume:
-        if not FLAGS.checkpoint_dir or not path.is_file():
-            _fail("--resume: expected --checkpoint_dir holding a checkpoint.npz of this run")
-        c = ckpt.load_checkpoint(path)
-        ckpt.check_compatible(c, net, opt)
-        if c.extra.get("best_restored"):
-            _fail(f"--resume: {path} ended with early stopping (best weights restored); "
-                  f"there is nothing to continue")
-        start = {"start_epoch": c.epoch, "history": c.history, "params": c.params,
-                 "opt_state": c.opt_state}
-        say(f"resuming from {path} at epoch {c.epoch}")
-        if c.epoch >= FLAGS.epochs:
-            _fail(f"--epochs: the checkpoint has already run {c.epoch} epochs; ask for more")
 
-    mesh = None
+def _checkpoint_path():
+    """<--checkpoint_dir>/checkpoint.npz, the directory created; None without the flag."""
+    if not FLAGS.checkpoint_dir:
+        return None
+    directory = pathlib.Path(FLAGS.checkpoint_dir)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"--checkpoint_dir: cannot create {directory}: {e.strerror}")
+    return directory / "checkpoint.npz"
+
+
+def _saver(path, net, opt, extra, main):
+    """fit's end-of-epoch hook: process 0 writes the checkpoint every epoch or every
+    --checkpoint_every seconds, whichever is rarer, and when called with final=True."""
+    from jaxbp import checkpoint as ckpt
+
+    last = {"t": -math.inf}
+
+    def saver(result, epoch, final=False):
+        if not main:
+            return
+        if final or time.monotonic() - last["t"] >= FLAGS.checkpoint_every:
+            done = {"finished": final, "best_restored": final and result.stopped_early}
+            ckpt.save_checkpoint(path, net=net, params=result.params, opt=opt,
+                                 opt_state=result.opt_state, epoch=epoch + 1,
+                                 key=result.key, history=result.history,
+                                 extra={**extra, **done})
+            last["t"] = time.monotonic()
+
+    return saver
+
+
+_FRESH = {"start_epoch": 0, "history": None, "params": None, "opt_state": None}
+
+
+def _resume(path, net, opt, say):
+    """fit's starting point from the checkpoint at `path` (every process reads it)."""
+    from jaxbp import checkpoint as ckpt
+
+    if path is None or not path.is_file():
+        _fail("--resume: expected --checkpoint_dir holding a checkpoint.npz of this run")
+    c = ckpt.load_checkpoint(path)
+    ckpt.check_compatible(c, net, opt)
+    if c.extra.get("best_restored"):
+        _fail(f"--resume: {path} ended with early stopping (best weights restored); "
+              f"there is nothing to continue")
+    say(f"resuming from {path} at epoch {c.epoch}")
+    if c.epoch >= FLAGS.epochs:
+        _fail(f"--epochs: the checkpoint has already run {c.epoch} epochs; ask for more")
+    return {"start_epoch": c.epoch, "history": c.history, "params": c.params,
+            "opt_state": c.opt_state}
+
+
+def _mesh(say):
+    """The data-parallel mesh of --num_processes / --devices, or None for one device."""
+    import jax
+
+    import jaxbp
+
     if FLAGS.num_processes > 1:
         mesh = jaxbp.parallel.data_mesh()
         say(f"data parallel over {jax.device_count()} devices in {jax.process_count()} "
             f"processes: {jax.devices()[0].device_kind}")
-    elif FLAGS.devices != 1:
-        available = jax.devices()
-        n = len(available) if FLAGS.devices == 0 else FLAGS.devices
-        if n > len(available):
-            _fail(f"--devices: expected at most {len(available)} (the devices JAX sees), got {n}")
-        mesh = jaxbp.parallel.data_mesh(available[:n])
-        say(f"data parallel over {n} devices: {available[0].device_kind}")
-    result = jaxbp.fit(net, X, y, mesh=mesh, opt=opt, epochs=FLAGS.epochs - start["start_epoch"],
-                       **start,
-                       batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
-                       dropout=FLAGS.dropout, schedule=FLAGS.schedule,
-                       validation_fraction=FLAGS.validation_fraction,
-                       early_stopping=FLAGS.early_stopping and FLAGS.validation_fraction > 0,
-                       patience=FLAGS.patience, progress=main and not FLAGS.quiet,
-                       checkpoint=saver)
-    if saver is not None:
-        saver(result, result.history["epoch"][-1], final=True)
-        say(f"checkpoint: {path}")
-    if FLAGS.plot and main:
-        plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
-        say(f"learning curves: {FLAGS.plot}")
+        return mesh
+    if FLAGS.devices == 1:
+        return None
+    available = jax.devices()
+    n = len(available) if FLAGS.devices == 0 else FLAGS.devices
+    if n > len(available):
+        _fail(f"--devices: expected at most {len(available)} (the devices JAX sees), got {n}")
+    mesh = jaxbp.parallel.data_mesh(available[:n])
+    say(f"data parallel over {n} devices: {available[0].device_kind}")
+    return mesh
+
+
+def _fit(net, X, y, opt, start, mesh, saver, main):
+    """jaxbp.fit as the flags ask, from `start` (a fresh run or a resumed one)."""
+    import jaxbp
+
+    return jaxbp.fit(net, X, y, mesh=mesh, opt=opt, epochs=FLAGS.epochs - start["start_epoch"],
+                     **start,
+                     batch_size=FLAGS.batch_size or None, key=FLAGS.seed, alpha=FLAGS.alpha,
+                     dropout=FLAGS.dropout, schedule=FLAGS.schedule,
+                     validation_fraction=FLAGS.validation_fraction,
+                     early_stopping=FLAGS.early_stopping and FLAGS.validation_fraction > 0,
+                     patience=FLAGS.patience, progress=main and not FLAGS.quiet,
+                     checkpoint=saver)
+
+
+def _report(result, net, X_test, y_test, task, say):
+    """The run's last lines: epochs run, then the test cost and accuracy (R² for regression)."""
+    import jaxbp
+
     ev = jaxbp.evaluate(net, result.params, X_test, y_test)
     say(f"epochs run: {result.epochs_run}" + (f" (stopped early; best epoch "
                                                 f"{result.best_epoch})" if result.stopped_early
                                                 else ""))
-    what = "R²" if train_ds.task == "regression" else "accuracy"
+    what = "R²" if task == "regression" else "accuracy"
     say(f"test cost: {ev['cost']:.4f}")
     say(f"test {what}: {100 * ev['score']:.2f}%" if what == "accuracy" else
-          f"test {what}: {ev['score']:.4f}")
+        f"test {what}: {ev['score']:.4f}")
 
 
 def _load_for_inference():
@@ -290,21 +358,14 @@ def _load_for_inference():
 
 
 def _evaluate():
-    import numpy as np
-
     import jaxbp
-    from jaxbp import data
 
     c = _load_for_inference()
     extra = c.extra or {}
     FLAGS.dataset = extra.get("dataset", FLAGS.dataset)
     FLAGS.target = extra.get("target") or FLAGS.target
-    train_ds, test_ds = _load_dataset()
-    if test_ds is None:
-        _, test_ds = data.train_test_split(train_ds, extra.get("test_fraction", 0.2),
-                                           seed=extra.get("seed", 0))
-    X = (np.asarray(test_ds.X, np.float64) - np.asarray(extra["mean"])) / np.asarray(
-        extra["scale"])
+    _, test_ds = _train_test(extra.get("test_fraction", 0.2), extra.get("seed", 0))
+    X = _standardizer_of(extra).transform(test_ds.X)
     if extra.get("classes") is not None and test_ds.classes.tolist() != extra["classes"]:
         _fail(f"--checkpoint: trained on classes {extra['classes']}, the data now has "
               f"{test_ds.classes.tolist()}")
@@ -332,16 +393,26 @@ def _predict():
     extra = c.extra or {}
     if X.ndim != 2 or X.shape[1] != c.net.sizes[0]:
         _fail(f"--input: expected rows of {c.net.sizes[0]} features, got shape {X.shape}")
-    X = (X - np.asarray(extra["mean"])) / np.asarray(extra["scale"])
+    X = _standardizer_of(extra).transform(X)
     A = np.asarray(jaxbp.predict(c.net, c.params, X))
-    if extra.get("task") == "regression":
-        rows = A
-    elif c.net.output == "sigmoid" and A.shape[1] == 1:
-        rows = np.asarray(extra["classes"])[(A[:, 0] > 0.5).astype(int)]
-    else:
-        rows = np.asarray(extra["classes"])[np.argmax(A, axis=1)]
-    for r in rows:
+    for r in _predictions(A, c.net.output, extra):
         print(r if np.ndim(r) == 0 else ",".join(f"{v:.6g}" for v in r))
+
+
+def _predictions(A, output, extra):
+    """The rows to print for the outputs A (m, n_L): A itself for regression, else each row's
+    class label (a single sigmoid output: above 0.5; otherwise the largest output)."""
+    import numpy as np
+
+    from jaxbp import data
+
+    if extra.get("task") == "regression":
+        return A
+    if output == "sigmoid" and A.shape[1] == 1:
+        ids = (A[:, 0] > 0.5).astype(int)
+    else:
+        ids = np.argmax(A, axis=1)
+    return data.LabelEncoder(extra["classes"]).inverse_transform(ids)
 
 
 def _explain():

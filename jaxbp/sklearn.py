@@ -358,50 +358,16 @@ class _BaseMLP(BaseEstimator):
                   output=output)
         dtype = default_dtype()
         opt = self._optimizer()
-        params = state = None
         if first_pass:
             self._reset()
+            params = state = None
         else:
-            if net.sizes != self._net().sizes:
-                raise ValueError(f"warm_start/partial_fit: the fitted network has layer sizes "
-                                 f"{self._net().sizes}, but hidden_layer_sizes and these data "
-                                 f"ask for {net.sizes}")
-            params = _params_to_device(self.coefs_, self.intercepts_, dtype)
-            if self._opt_state is not None and type(self._opt) is type(opt):
-                state = jax.tree.map(
-                    lambda a: jnp.asarray(a, dtype if np.issubdtype(a.dtype, np.floating)
-                                          else a.dtype), self._opt_state)
-                try:
-                    optim.check(opt, state, params)
-                except ValueError:  # e.g. momentum switched on: start the optimizer afresh
-                    state = None
-            if state is None or self._lr_init != self.learning_rate_init:
-                self._lr = float(self.learning_rate_init)  # the 'adaptive' rate starts again
-            if self.early_stopping and self.validation_scores_ is None:
-                self.validation_scores_, self.validation_loss_curve_ = [], []
-                self.best_validation_score_ = -np.inf
-            if not self.early_stopping and self.best_loss_ is None:
-                self.best_loss_ = np.inf
+            params, state = self._continued(net, opt, dtype)
         self.n_iter_ = 0
         self._hidden_activation = net.hidden
-
-        validation = None
-        if self.early_stopping:
-            train, val = self._split(m, strata)
-            w_val = np.ones(len(val)) if w is None else w[val]
-            if not np.any(w_val > 0):
-                raise ValueError("early_stopping: the validation rows' weights are all zero; "
-                                 "change random_state or validation_fraction")
-            validation = (jnp.asarray(X[val], dtype), jnp.asarray(Y[val].T, dtype),
-                          jnp.asarray(w_val[None, :], dtype), Y[val], w_val)
-            X, Y, w = X[train], Y[train], None if w is None else w[train]
-            m = len(train)
-        if w is not None and not np.any(w > 0):
-            raise ValueError("sample_weight: the training rows' weights are all zero; at least "
-                             "one must be non-zero")
+        X, Y, w, validation = self._hold_out(X, Y, w, strata, dtype)
         X_fit, Y_fit, w_fit, batch_size = self._padded(X, Y, w)
-
-        run = _Run(self, net, m, validation)
+        run = _Run(self, net, X.shape[0], validation)
         try:
             result = _fit(net, X_fit, Y_fit, opt=opt, epochs=1 if incremental else self.max_iter,
                           batch_size=batch_size, key=self._seed, params=params, opt_state=state,
@@ -414,6 +380,61 @@ class _BaseMLP(BaseEstimator):
                              f"may contain large values and need to be preprocessed "
                              f"(e.g. StandardScaler), or learning_rate_init is too large."
                              ) from e
+        self._set_fitted(net, opt, result, output, labels)
+        if not incremental and not run.stopped and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                          f"and the optimization hasn't converged yet.", ConvergenceWarning,
+                          stacklevel=3)
+        return self
+
+    def _continued(self, net, opt, dtype):
+        """(params, opt_state) for a warm start or partial_fit: the fitted parameters, and the
+        optimizer state unless it no longer fits `opt` (then None: a fresh start). Restarts
+        the learning rate, and the early-stopping bookkeeping, where the settings changed."""
+        if net.sizes != self._net().sizes:
+            raise ValueError(f"warm_start/partial_fit: the fitted network has layer sizes "
+                             f"{self._net().sizes}, but hidden_layer_sizes and these data "
+                             f"ask for {net.sizes}")
+        params = _params_to_device(self.coefs_, self.intercepts_, dtype)
+        state = None
+        if self._opt_state is not None and type(self._opt) is type(opt):
+            state = jax.tree.map(
+                lambda a: jnp.asarray(a, dtype if np.issubdtype(a.dtype, np.floating)
+                                      else a.dtype), self._opt_state)
+            try:
+                optim.check(opt, state, params)
+            except ValueError:  # e.g. momentum switched on: start the optimizer afresh
+                state = None
+        if state is None or self._lr_init != self.learning_rate_init:
+            self._lr = float(self.learning_rate_init)  # the 'adaptive' rate starts again
+        if self.early_stopping and self.validation_scores_ is None:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
+            self.best_validation_score_ = -np.inf
+        if not self.early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
+        return params, state
+
+    def _hold_out(self, X, Y, w, strata, dtype):
+        """(X, Y, w) of the training rows and, with early stopping, the validation rows as
+        `_Run` wants them (on the device, and as rows for the score), else None."""
+        validation = None
+        if self.early_stopping:
+            train, val = self._split(X.shape[0], strata)
+            w_val = np.ones(len(val)) if w is None else w[val]
+            if not np.any(w_val > 0):
+                raise ValueError("early_stopping: the validation rows' weights are all zero; "
+                                 "change random_state or validation_fraction")
+            validation = (jnp.asarray(X[val], dtype), jnp.asarray(Y[val].T, dtype),
+                          jnp.asarray(w_val[None, :], dtype), Y[val], w_val)
+            X, Y, w = X[train], Y[train], None if w is None else w[train]
+        if w is not None and not np.any(w > 0):
+            raise ValueError("sample_weight: the training rows' weights are all zero; at least "
+                             "one must be non-zero")
+        return X, Y, w, validation
+
+    def _set_fitted(self, net, opt, result, output, labels):
+        """The fitted attributes from `fit`'s result (the best epoch's weights with early
+        stopping), the optimizer state kept for warm starts."""
         params = result.params
         if self.early_stopping and self._best_params is not None:
             params = self._best_params  # restore the best epoch's weights
@@ -422,16 +443,11 @@ class _BaseMLP(BaseEstimator):
         self.intercepts_ = [b[:, 0] for _, b in params]
         self._opt, self._opt_state = opt, _host(result.opt_state)
         self._lr_init = self.learning_rate_init
-        self.n_outputs_ = Y.shape[1]
+        self.n_outputs_ = net.sizes[-1]
         self.n_layers_ = len(net.sizes)
         self.out_activation_ = _OUT_NAMES[output]
         if labels is not None:  # set with the weights they belong to, after training
             self._label_binarizer, self.classes_ = labels, labels.classes_
-        if not incremental and not run.stopped and self.n_iter_ == self.max_iter:
-            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                          f"and the optimization hasn't converged yet.", ConvergenceWarning,
-                          stacklevel=3)
-        return self
 
     def _split(self, m, strata):
         """Indices (train, validation) for early stopping, drawn from the seed; stratified

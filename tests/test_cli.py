@@ -41,6 +41,10 @@ def test_help_documents_every_flag():
     (("train", "--activation", "swish"), "--activation"),
     (("fly",), "command: expected one of train, evaluate, predict, explain"),
     (("train", "--dataset", "nope"), "nope"),
+    (("train", "--dataset", "csv:rows.csv"), "--target: expected the name of the target column "
+                                             "for a csv: dataset"),
+    (("train", "--dataset", "foo:bar"), "--dataset: expected idx:DIR, csv:PATH or npz:PATH for a "
+                                        "file, got 'foo:bar'"),
 ])
 def test_bad_flags_are_one_line_errors(args, fragment):
     out = jaxbp_cli(*args)
