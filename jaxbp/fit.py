@@ -12,7 +12,6 @@ row. It is transposed once, here, to the engine's column-major layout.
 
 import collections
 import dataclasses
-import functools
 import math
 import sys
 import time
@@ -229,8 +228,7 @@ def _shuffle(key, m):
     return order.astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _epoch(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
+def _epoch_program(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
     """Epoch `epoch`: shuffle, pad to whole batches with zero weights, scan the step over them.
     Its key is fold_in(key, epoch). Returns (params, state, weighted mean of the batch costs)."""
     m, b = X.shape[1], cfg.batch_size
@@ -275,8 +273,12 @@ def _epoch(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
     return new_params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _evaluate(net, params, X, Y):
+# The compiled programs are jax.jit(function), not @jax.jit decorations: mutation testing
+# (docs/mutation.md) cannot mutate a decorated function.
+_epoch = jax.jit(_epoch_program, static_argnums=(0, 1, 2))
+
+
+def _cost_and_score(net, params, X, Y):
     """(mean cost, score) on column-major data: accuracy for sigmoid/softmax, R² for identity."""
     A_L, cache = _forward(net, params, X)
     J, _ = _backward(net, params, cache, Y)
@@ -289,6 +291,9 @@ def _evaluate(net, params, X, Y):
         ss_tot = jnp.sum((Y - jnp.mean(Y, axis=1, keepdims=True)) ** 2)
         score = 1.0 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1.0)
     return J, score
+
+
+_evaluate = jax.jit(_cost_and_score, static_argnums=0)
 
 
 def evaluate(net, params, X, y):
@@ -307,9 +312,11 @@ def predict(net, params, X):
     return _forward_rows(net, params, X)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _forward_rows(net, params, X):
+def _outputs_as_rows(net, params, X):
     return _forward(net, params, X)[0].T
+
+
+_forward_rows = jax.jit(_outputs_as_rows, static_argnums=0)
 
 
 # --- the loop -----------------------------------------------------------------------------------
