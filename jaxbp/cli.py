@@ -1,9 +1,10 @@
 """The command line: `jaxbp train | evaluate | predict | explain` (also `python -m jaxbp ...`).
 
-Usage: jaxbp COMMAND [--flags]
+Usage: jaxbp COMMAND [--flags]      jaxbp --help: the commands; jaxbp COMMAND --help: its flags
 
     jaxbp train                                   # breast_cancer, progress bar, test accuracy
     jaxbp train --dataset digits --hidden 128,64 --epochs 100 --checkpoint_dir runs/digits
+    jaxbp train --dataset csv:houses.csv --target price          # --task auto: see below
     jaxbp evaluate --checkpoint runs/digits/checkpoint.npz
     jaxbp predict --checkpoint runs/digits/checkpoint.npz --input new_rows.csv
     jaxbp explain                                 # seed 001's worked example, every quantity
@@ -11,28 +12,88 @@ Usage: jaxbp COMMAND [--flags]
 `jaxbp train` splits off a test set (stratified, --test_fraction), fits a standardiser on the
 training rows only, trains with a validation split (--validation_fraction), then reports the
 test accuracy (R² for regression) on its last lines and writes the learning-curve plot.
+
+--task auto decides classification or regression from the target, as scikit-learn's
+`type_of_target` does (`jaxbp.data.infer_task`): labels that are not numbers (strings,
+booleans) are classes; numbers with a fractional part, or several target columns, are a
+regression; whole numbers are classes, except that more than 2 of them make a regression, with
+a one-line note saying so, when there are more than max(20, rows/100) distinct values (prices,
+counts, ages) or one value is held by a single row (too small a class to split). Each class
+needs at least 2 rows for the stratified test split; a smaller class is an error naming --task.
+--task classification or regression overrules the inference (a regression needs numbers).
+
+Checkpoints (--checkpoint_dir): after the first epoch, then after the first epoch that ends
+--checkpoint_every seconds (default 2) after the previous write, and after the last epoch, so
+a crash or `kill -9` loses at most that long plus one epoch. SIGINT (Ctrl-C) and SIGTERM stop
+the run at the end of the epoch in progress, write its checkpoint and exit with one line on
+stderr and status 130 / 143; a second signal stops at once.
+
+Exit status: 0 done; 1 the run failed (a file that cannot be read or parsed, unusable data, a
+diverging run); 2 the command line is wrong (an unknown command or flag, a flag of another
+command, a value the flag does not take, a dataset or file that is not there, flags that do not
+fit together, the checkpoint or the data); 128 + the signal's number when stopped by SIGINT
+(130) or SIGTERM (143). An error is one line on stderr, naming the flag (a usage error adds
+where to look; JAXBP_DEBUG=1 shows a failed run's traceback). JAX's and absl's informational
+log lines are hidden unless --verbosity asks for them (0: info, 1: debug).
 """
 
+import contextlib
+import importlib.metadata
 import json
 import math
 import os
 import pathlib
+import signal
 import sys
 import time
 
+import numpy as np
 from absl import app, flags
+from absl import logging as absl_logging
 
 from jaxbp import backends
 
-COMMANDS = ("train", "evaluate", "predict", "explain")
 ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softplus", "identity"]
+# --task auto: more distinct whole numbers than max(_AUTO_MIN_VALUES, rows / _AUTO_ROWS_PER_VALUE)
+# are a regression's values, not class labels
+_AUTO_MIN_VALUES, _AUTO_ROWS_PER_VALUE = 20, 100
+
+
+class _WidthsParser(flags.ListParser):
+    """--hidden: comma-separated layer widths, whole numbers >= 1 (empty: no hidden layer)."""
+
+    def parse(self, argument):
+        widths = []
+        for piece in super().parse(argument):
+            text = str(piece).strip()
+            if not text:
+                continue
+            try:
+                width = int(text)
+            except ValueError:
+                width = 0
+            if width < 1:
+                raise ValueError(f"expected layer widths, whole numbers >= 1 separated by "
+                                 f"commas (e.g. 64,32; '' for no hidden layer), got {text!r}")
+            widths.append(width)
+        return widths
+
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "breast_cancer",
                     "A built-in dataset (breast_cancer, digits, mnist1d, xor, moons, spirals), "
                     "or a file: idx:DIR (MNIST/Fashion-MNIST IDX files), csv:PATH, npz:PATH.")
 flags.DEFINE_string("target", None, "Target column of a csv: dataset (required for csv).")
-flags.DEFINE_list("hidden", ["100"], "Hidden layer widths, e.g. 64,32 (empty: no hidden layer).")
+flags.DEFINE_enum("task", "auto", ["auto", "classification", "regression"],
+                  "What to learn. auto: labels that are not numbers are classes; numbers with "
+                  "a fractional part (or several target columns) are a regression; whole "
+                  "numbers are classes, except that more than 2 of them are a regression (with "
+                  "a note) when they take more than max(20, rows/100) distinct values or one "
+                  "of them is held by a single row. Each class needs at least 2 rows (the "
+                  "stratified test split).")
+flags.DEFINE(_WidthsParser(), "hidden", "100",
+             "Hidden layer widths, e.g. 64,32 (empty: no hidden layer).",
+             serializer=flags.CsvListSerializer(","))
 flags.DEFINE_enum("activation", "relu", ACTIVATION_NAMES, "Hidden activation g.")
 flags.DEFINE_enum("output", "auto", ["auto", "sigmoid", "softmax", "identity"],
                   "Output activation; auto picks sigmoid (2 classes), softmax (more) or identity "
@@ -61,9 +122,14 @@ flags.DEFINE_float("validation_fraction", 0.1, "Validation fraction of the train
 flags.DEFINE_boolean("early_stopping", True, "Stop when the validation cost stops improving "
                      "and restore the best weights.")
 flags.DEFINE_integer("patience", 10, "Early-stopping patience, in epochs.", lower_bound=1)
-flags.DEFINE_string("checkpoint_dir", None, "Write checkpoint.npz here: every epoch or every "
-                    "--checkpoint_every seconds, whichever is rarer, and at the end.")
-flags.DEFINE_float("checkpoint_every", 30.0, "Seconds between checkpoints.", lower_bound=0.0)
+flags.DEFINE_string("checkpoint_dir", None, "Write checkpoint.npz here (when: see "
+                    "--checkpoint_every); SIGINT (Ctrl-C) and SIGTERM write one of the last "
+                    "completed epoch and stop (status 130 / 143).")
+flags.DEFINE_float("checkpoint_every", 2.0, "Seconds between checkpoints: one is written after "
+                   "the first epoch, then after the first epoch that ends at least this long "
+                   "after the previous write, and after the last epoch, so a crash (kill -9) "
+                   "loses at most this long plus one epoch. 0: after every epoch (a write "
+                   "takes ~10-40 ms).", lower_bound=0.0)
 flags.DEFINE_boolean("resume", False, "Continue from <checkpoint_dir>/checkpoint.npz up to "
                      "--epochs in all; without early stopping it ends exactly as an "
                      "uninterrupted run.")
@@ -83,14 +149,34 @@ flags.DEFINE_integer("num_processes", 1, "Multi-host training: how many processe
 flags.DEFINE_integer("process_id", 0, "Multi-host training: this process's index, 0 .. "
                      "--num_processes − 1. Process 0 alone prints, plots and writes "
                      "checkpoints.", lower_bound=0)
-flags.DEFINE_string("checkpoint", None, "evaluate/predict: the checkpoint .npz to load.")
-flags.DEFINE_string("input", None, "predict: rows to predict (.csv with a header, or .npy).")
-flags.DEFINE_float("explain_lr", 0.01, "explain: learning rate of the SGD step shown.",
+flags.DEFINE_string("checkpoint", None, "The checkpoint.npz (written by jaxbp train) to load.")
+flags.DEFINE_string("input", None, "Rows to predict: a .csv with a header row, or a .npy.")
+flags.DEFINE_float("explain_lr", 0.01, "Learning rate of the SGD step shown.",
                    lower_bound=0.0)
+
+_TRAIN_FLAGS = ("dataset", "target", "task", "hidden", "activation", "output", "optimizer", "lr",
+                "momentum", "nesterov", "beta1", "beta2", "weight_decay", "alpha", "dropout",
+                "schedule", "epochs", "batch_size", "seed", "test_fraction",
+                "validation_fraction", "early_stopping", "patience", "checkpoint_dir",
+                "checkpoint_every", "resume", "plot", "dtype", "precision", "quiet", "devices",
+                "coordinator_address", "num_processes", "process_id")
+# name: (what it does, in one line; the flags it takes). Every flag above is some command's.
+COMMANDS = {
+    "train": ("train an MLP on a dataset; prints the test accuracy, writes learning curves",
+              _TRAIN_FLAGS),
+    "evaluate": ("evaluate a checkpoint on its dataset's test split", ("checkpoint",)),
+    "predict": ("predict the rows of a .csv/.npy file with a checkpoint", ("checkpoint", "input")),
+    "explain": ("print every Z, A, Δ, dW, db of seed 001's worked example", ("explain_lr",)),
+}
+_HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-?")
+
+
+class UsageError(Exception):
+    """The command line is wrong (exit status 2); the message names the flag or command."""
 
 
 def _fail(message):
-    raise app.UsageError(message)
+    raise UsageError(message)
 
 
 # load's arguments as the command line names them
@@ -101,21 +187,91 @@ def _load_dataset():
     """(data, test | None) of --dataset: test is the test set the source ships (idx:DIR)."""
     from jaxbp import datasets
 
+    if ":" not in FLAGS.dataset and FLAGS.dataset not in datasets.BUILTIN:
+        _fail(f"--dataset: expected one of {', '.join(datasets.BUILTIN)}, or a file "
+              f"(idx:DIR, csv:PATH, npz:PATH), got {FLAGS.dataset!r}")
     try:
         return datasets.load_with_test(FLAGS.dataset, seed=FLAGS.seed, target=FLAGS.target)
     except datasets.SpecError as e:
         _fail(f"{_FLAG_OF[e.argument]}: {e.problem}")
+    except FileNotFoundError as e:  # a path to nothing is a usage error; a bad file is not
+        _fail(f"--dataset: {e}")
 
 
-def _train_test(test_fraction, seed):
-    """(train, test) of --dataset: the test set its source ships, else `test_fraction` of the
-    rows (stratified for classification) drawn from `seed`."""
+def _train_test(test_fraction, seed, task, say):
+    """(train, test) of --dataset as `task` (--task's values) asks: the test set its source
+    ships, else `test_fraction` of the rows (stratified for classification) drawn from
+    `seed`."""
     from jaxbp import data
 
     train_ds, test_ds = _load_dataset()
-    if test_ds is None:
-        train_ds, test_ds = data.train_test_split(train_ds, test_fraction, seed=seed)
-    return train_ds, test_ds
+    train_ds = _auto_task(train_ds, say) if task == "auto" else _as_task(train_ds, task)
+    if test_ds is not None:
+        return train_ds, _as_task(test_ds, _task_flag(train_ds.task))
+    if train_ds.task != "regression":
+        _check_class_sizes(train_ds, task)
+    return data.train_test_split(train_ds, test_fraction, seed=seed)
+
+
+def _task_flag(task):
+    """--task's value for a Dataset's task: "classification" or "regression"."""
+    return "regression" if task == "regression" else "classification"
+
+
+def _numeric_labels(ds):
+    return ds.classes.dtype.kind in "iuf"
+
+
+def _as_task(ds, task):
+    """`ds` as a classification or a regression (--task's explicit values), re-made from its
+    labels or values by `data.make_dataset` when it was inferred the other way."""
+    from jaxbp import data
+
+    if _task_flag(ds.task) == task:
+        return ds
+    if task == "regression":
+        if not _numeric_labels(ds):
+            _fail(f"--task regression: expected a numeric target, got labels "
+                  f"{ds.classes[:3].tolist()}{'...' if ds.n_classes > 3 else ''} ({ds.name}); "
+                  f"labels train as classes (--task auto)")
+        return data.make_dataset(ds.X, ds.classes[ds.y], task="regression",
+                                 feature_names=ds.feature_names, name=ds.name)
+    if ds.y.ndim != 1:
+        _fail(f"--task classification: expected one target column, got {ds.y.shape[1]} "
+              f"({ds.name})")
+    return data.make_dataset(ds.X, ds.y, classes=np.unique(ds.y),
+                             feature_names=ds.feature_names, name=ds.name)
+
+
+def _auto_task(ds, say):
+    """`ds` as --task auto takes it: as `data.infer_task` inferred it (scikit-learn's
+    type_of_target), except that more than 2 whole-number classes are a regression's values
+    when there are more than max(20, rows/100) of them or one is held by a single row."""
+    if ds.task == "regression" or ds.n_classes == 2 or not _numeric_labels(ds):
+        return ds
+    m, k = len(ds.y), ds.n_classes
+    limit = max(_AUTO_MIN_VALUES, m // _AUTO_ROWS_PER_VALUE)
+    smallest = int(np.bincount(ds.y).min())
+    if k <= limit and smallest >= 2:
+        return ds
+    why = (f"{k} distinct values in {m} rows (more than max({_AUTO_MIN_VALUES}, "
+           f"rows/{_AUTO_ROWS_PER_VALUE}) = {limit})" if k > limit
+           else "a value held by a single row")
+    say(f"note: --task auto: the target holds whole numbers with {why}: training a "
+        f"regression (--task classification trains {k} classes)")
+    return _as_task(ds, "regression")
+
+
+def _check_class_sizes(ds, task):
+    """A usage error naming --task unless every class of `ds` has the 2 rows a stratified
+    test split needs."""
+    counts = np.bincount(ds.y, minlength=ds.n_classes)
+    c = int(counts.argmin())
+    if counts[c] < 2:
+        fix = ("--task regression trains on the values" if _numeric_labels(ds) else
+               "drop that row or merge its class with another")
+        _fail(f"--task {task}: class {ds.classes[c].item()!r} has {counts[c]} row; a "
+              f"stratified test split needs at least 2 rows of each class ({fix})")
 
 
 def _standardizer_record(scaler):
@@ -133,7 +289,7 @@ def _standardizer_of(extra):
 def _net_for(ds, n_features):
     import jaxbp
 
-    hidden = tuple(int(h) for h in FLAGS.hidden if h.strip())
+    hidden = tuple(FLAGS.hidden)  # whole numbers >= 1: _WidthsParser
     output = {"binary": "sigmoid", "multiclass": "softmax", "regression": "identity"}[ds.task]
     n_L = ds.n_outputs  # 1 (sigmoid), k (softmax) or the number of regression targets
     if FLAGS.output != "auto":
@@ -182,7 +338,7 @@ def _train():
 
     main = _start_processes()
     say = print if main else (lambda *args, **kwargs: None)
-    train_ds, test_ds = _train_test(FLAGS.test_fraction, FLAGS.seed)
+    train_ds, test_ds = _train_test(FLAGS.test_fraction, FLAGS.seed, FLAGS.task, say)
     scaler = data.Standardizer().fit(train_ds.X)  # fitted on the training rows only
     X, X_test = scaler.transform(train_ds.X), scaler.transform(test_ds.X)
     net = _net_for(train_ds, X.shape[1])
@@ -194,9 +350,14 @@ def _train():
     path = _checkpoint_path()
     saver = None if path is None else _saver(path, net, opt, _run_record(train_ds, scaler), main)
     start = _resume(path, net, opt, say) if FLAGS.resume else _FRESH
-    result = _fit(net, X, train_ds.y, opt, start, _mesh(say), saver, main)
+    mesh = _mesh(say)
+    # A signal now stops the run at the end of the epoch in progress, checkpointed (the saver
+    # sees it); without a checkpoint there is nothing to finish, and it stops at once.
+    with _SIGNALS.deferred(saver is not None):
+        result = _fit(net, X, train_ds.y, opt, start, mesh, saver, main)
+        if saver is not None:
+            saver(result, result.history["epoch"][-1], final=True)
     if saver is not None:
-        saver(result, result.history["epoch"][-1], final=True)
         say(f"checkpoint: {path}")
     if FLAGS.plot and main:
         plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
@@ -249,24 +410,79 @@ def _checkpoint_path():
 
 
 def _saver(path, net, opt, extra, main):
-    """fit's end-of-epoch hook: process 0 writes the checkpoint every epoch or every
-    --checkpoint_every seconds, whichever is rarer, and when called with final=True."""
+    """fit's end-of-epoch hook: process 0 writes the checkpoint after the first epoch, then
+    after the first epoch that ends --checkpoint_every seconds after the previous write, and
+    when called with final=True. After a SIGINT or SIGTERM it writes the epoch just completed
+    and stops the run (`Stopped`)."""
     from jaxbp import checkpoint as ckpt
 
     last = {"t": -math.inf}
 
     def saver(result, epoch, final=False):
-        if not main:
-            return
-        if final or time.monotonic() - last["t"] >= FLAGS.checkpoint_every:
+        signum = None if final else _SIGNALS.received
+        due = final or signum is not None or \
+            time.monotonic() - last["t"] >= FLAGS.checkpoint_every
+        if main and due:
             done = {"finished": final, "best_restored": final and result.stopped_early}
             ckpt.save_checkpoint(path, net=net, params=result.params, opt=opt,
                                  opt_state=result.opt_state, epoch=epoch + 1,
                                  key=result.key, history=result.history,
                                  extra={**extra, **done})
             last["t"] = time.monotonic()
+        if signum is not None:
+            raise Stopped(signum, f"after epoch {epoch + 1} of {FLAGS.epochs}; checkpoint "
+                                  f"{path} (add --resume to the same command to continue)")
 
     return saver
+
+
+class Stopped(BaseException):
+    """A SIGINT or SIGTERM stopped the command: exit status 128 + signum, `detail` (what was
+    done, what was kept) on the one line that says so. A BaseException, as KeyboardInterrupt
+    is, so that no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum, detail=""):
+        super().__init__(signum, detail)
+        self.signum, self.detail = signum, detail
+
+    def __str__(self):
+        name = signal.Signals(self.signum).name
+        return f"stopped by {name}" + (f" {self.detail}" if self.detail else "")
+
+
+class _Signals:
+    """SIGINT and SIGTERM as `Stopped`: raised at once, or, while `deferred`, only recorded
+    (`received`) for fit's checkpoint hook to finish the epoch, save it and raise; a second
+    signal is raised at once. A signal the shell ignores (`cmd &` in a script) stays
+    ignored."""
+
+    def __init__(self):
+        self.received, self._deferring = None, False
+
+    def install(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        again, self.received = self.received is not None, signum
+        if again or not self._deferring:
+            raise Stopped(signum)
+
+    @contextlib.contextmanager
+    def deferred(self, defer=True):
+        """Within the block, signals wait for the hook (when `defer`); one that arrived is
+        raised as the block ends."""
+        self._deferring = defer
+        try:
+            yield
+        finally:
+            self._deferring = False
+        if self.received is not None:
+            raise Stopped(self.received)
+
+
+_SIGNALS = _Signals()
 
 
 _FRESH = {"start_epoch": 0, "history": None, "params": None, "opt_state": None}
@@ -345,16 +561,17 @@ def _load_for_inference():
 
     if not FLAGS.checkpoint:
         _fail("--checkpoint: expected the path of a checkpoint.npz written by jaxbp train")
+    if not pathlib.Path(FLAGS.checkpoint).is_file():
+        _fail(f"--checkpoint: no such file {FLAGS.checkpoint}")
     try:
         header = ckpt.read_header(FLAGS.checkpoint)
         if header["arrays"]["params/0/W"]["dtype"] == "float64":  # trained with --dtype float64
             import jax
 
             jax.config.update("jax_enable_x64", True)
-        c = ckpt.load_checkpoint(FLAGS.checkpoint)
+        return ckpt.load_checkpoint(FLAGS.checkpoint)
     except (OSError, ValueError) as e:
-        _fail(str(e))
-    return c
+        raise ValueError(f"--checkpoint: {e}") from None
 
 
 def _evaluate():
@@ -364,7 +581,9 @@ def _evaluate():
     extra = c.extra or {}
     FLAGS.dataset = extra.get("dataset", FLAGS.dataset)
     FLAGS.target = extra.get("target") or FLAGS.target
-    _, test_ds = _train_test(extra.get("test_fraction", 0.2), extra.get("seed", 0))
+    task = _task_flag(extra["task"]) if "task" in extra else "auto"
+    _, test_ds = _train_test(extra.get("test_fraction", 0.2), extra.get("seed", 0), task,
+                             say=lambda *args: None)
     X = _standardizer_of(extra).transform(test_ds.X)
     if extra.get("classes") is not None and test_ds.classes.tolist() != extra["classes"]:
         _fail(f"--checkpoint: trained on classes {extra['classes']}, the data now has "
@@ -376,8 +595,6 @@ def _evaluate():
 
 
 def _predict():
-    import numpy as np
-
     import jaxbp
 
     c = _load_for_inference()
@@ -402,8 +619,6 @@ def _predict():
 def _predictions(A, output, extra):
     """The rows to print for the outputs A (m, n_L): A itself for regression, else each row's
     class label (a single sigmoid output: above 0.5; otherwise the largest output)."""
-    import numpy as np
-
     from jaxbp import data
 
     if extra.get("task") == "regression":
@@ -421,23 +636,121 @@ def _explain():
     explain(lr=FLAGS.explain_lr)
 
 
+_RUN = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain}
+
+
 def main(argv):
-    args = argv[1:]
-    if not args or args[0] not in COMMANDS:
-        got = args[0] if args else "nothing"
-        _fail(f"command: expected one of {', '.join(COMMANDS)}, got {got!r}")
-    if len(args) > 1:
-        _fail(f"unexpected arguments {args[1:]}: flags start with --")
-    command = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain}
+    """Run the command of argv (its flags parsed); errors are one line, see the exit status in
+    this module's docstring."""
+    name = _command(argv[1:])
+    if not FLAGS["verbosity"].present:  # JAX's info lines ('Unable to initialize backend')
+        absl_logging.set_verbosity(absl_logging.WARNING)
     try:
-        command[args[0]]()
+        _RUN[name]()
+    except UsageError as e:
+        _exit(f"jaxbp {name}: error: {e}", 2)
+    except Stopped as e:
+        _exit(f"jaxbp {name}: {e}", 128 + e.signum)
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as e:
         if os.environ.get("JAXBP_DEBUG"):
             raise
-        # Bad input (a flag value, a file, a diverging run) is one line, not a traceback;
+        # A failed run (a file, the data, a diverging run) is one line, not a traceback;
         # JAXBP_DEBUG=1 shows the traceback.
-        print(f"jaxbp {args[0]}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _exit(f"jaxbp {name}: error: {e}", 1)
+
+
+def _exit(line, status):
+    print(line, file=sys.stderr)
+    sys.exit(status)
+
+
+def _usage_exit(message, name=None):
+    """A usage error before any work: the message and where to look, exit status 2."""
+    where = f"jaxbp {name}" if name else "jaxbp"
+    _exit(f"{where}: error: {message}\nRun '{where} --help' for "
+          f"{'its flags' if name else 'the commands'}.", 2)
+
+
+def _command(args):
+    """The command named by `args` (what is left after the flags), checked with the flags
+    given: each must be one of the command's."""
+    if not args or args[0] not in COMMANDS:
+        got = repr(args[0]) if args else "nothing"
+        _usage_exit(f"command: expected one of {', '.join(COMMANDS)}, got {got}")
+    name, takes = args[0], COMMANDS[args[0]][1]
+    if len(args) > 1:
+        _usage_exit(f"unexpected arguments {args[1:]}: flags start with --", name)
+    for other, (_, names) in COMMANDS.items():
+        given = [f for f in names if FLAGS[f].present and f not in takes]
+        if given:
+            _usage_exit(f"--{given[0]}: a flag of jaxbp {other}, not of jaxbp {name} (which "
+                        f"takes {', '.join('--' + f for f in takes)})", name)
+    return name
+
+
+def _version():
+    try:
+        return importlib.metadata.version("jaxbp")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown: the package is not installed)"
+
+
+def _overview():
+    """What `jaxbp --help` prints: the commands, one line each."""
+    width = max(map(len, COMMANDS))
+    return "\n".join([
+        "Usage: jaxbp COMMAND [--flags]       (or: python -m jaxbp COMMAND [--flags])", "",
+        "Commands:",
+        *(f"  {name:<{width}}  {summary}" for name, (summary, _) in COMMANDS.items()), "",
+        "jaxbp COMMAND --help (or jaxbp help COMMAND) lists the command's flags; "
+        "jaxbp --version prints the version.",
+        "Flags of every command: --verbosity 0 shows JAX's informational log lines "
+        "(hidden by default); --helpfull lists absl's flags too.",
+        "Exit status: 0 done, 1 the run failed, 2 a usage error, 130 / 143 stopped by "
+        "SIGINT / SIGTERM."])
+
+
+def _command_help(name):
+    """What `jaxbp NAME --help` prints: the command's flags only (absl's rendering)."""
+    summary, names = COMMANDS[name]
+    module = f"jaxbp {name}"  # the command's flags, declared key flags of a module of its own
+    for flag in names:
+        FLAGS.register_key_flag_for_module(module, FLAGS[flag])
+    listing = FLAGS.module_help(module).strip().split("\n", 1)[1]  # without its title line
+    return f"Usage: jaxbp {name} [--flags]\n\n{summary[0].upper()}{summary[1:]}.\n\n" \
+           f"Flags:\n{listing}"
+
+
+def _help(args):
+    """Answer `jaxbp --help`, `jaxbp help [COMMAND]`, `jaxbp COMMAND --help` and exit."""
+    words = [a for a in args if not a.startswith("-") and a != "help"]
+    named = [w for w in words if w in COMMANDS]  # the others are flag values, or a typo
+    if named:
+        print(_command_help(named[0]))
+    elif not words:
+        print(_overview())
+    else:
+        _usage_exit(f"command: expected one of {', '.join(COMMANDS)}, got {words[0]!r}")
+    sys.exit(0)
+
+
+def _parse_command_line(argv):
+    """absl's flags_parser: --version and the help requests answered here (exit status 0),
+    then the flags parsed, a bad one a usage error (exit status 2). Returns argv without its
+    flags."""
+    args = argv[1:]
+    if "--version" in args:
+        print(f"jaxbp {_version()}")
+        sys.exit(0)
+    if "--helpfull" in args:
+        print(FLAGS.get_help())
+        sys.exit(0)
+    if args[:1] == ["help"] or any(a in _HELP_FLAGS for a in args):
+        _help(args)
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _usage_exit(str(e), args[0] if args and args[0] in COMMANDS else None)
 
 
 def run():
@@ -446,8 +759,8 @@ def run():
     # one on a GPU too (XLA reads the flag when the backend starts; a no-op on CPU). Set
     # XLA_FLAGS=--xla_gpu_deterministic_ops=false to trade that for speed.
     backends.deterministic_gpu_ops()
-    # --help lists the main module's key flags; the main module is whatever script started us
-    # (sys.argv[0]), so declare this module's flags key flags of it.
-    for flag in FLAGS.get_flags_for_module(__name__):
-        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main, argv=sys.argv)
+    _SIGNALS.install()
+    try:
+        app.run(main, argv=sys.argv, flags_parser=_parse_command_line)
+    except Stopped as e:  # before the command started (main says which command it stopped)
+        _exit(f"jaxbp: {e}", 128 + e.signum)

@@ -4,6 +4,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
@@ -27,20 +28,56 @@ def jaxbp_cli(*args, cwd=None):
                           text=True, cwd=cwd, env=cli_env(), timeout=300)
 
 
-def test_help_documents_every_flag():
-    out = jaxbp_cli("--help")
-    for flag in ("--dataset", "--hidden", "--activation", "--output", "--optimizer", "--lr",
-                 "--epochs", "--batch_size", "--seed", "--validation_fraction",
-                 "--early_stopping", "--checkpoint_dir", "--plot", "--dtype", "--precision"):
-        assert flag in out.stdout.replace("--[no]", "--"), flag
+def test_help_lists_the_commands_and_each_command_its_own_flags():
+    for args in (("--help",), ("help",)):
+        out = jaxbp_cli(*args)
+        assert out.returncode == 0, out.stderr
+        for command in ("train", "evaluate", "predict", "explain"):
+            assert f"\n  {command} " in out.stdout, (command, out.stdout)
+        assert "--epochs" not in out.stdout  # no flag listing: that is the command's help
+    train = jaxbp_cli("train", "--help")
+    assert train.returncode == 0, train.stderr
+    listed = train.stdout.replace("--[no]", "--")
+    for flag in ("--dataset", "--target", "--task", "--hidden", "--activation", "--output",
+                 "--optimizer", "--lr", "--epochs", "--batch_size", "--seed",
+                 "--validation_fraction", "--early_stopping", "--checkpoint_dir",
+                 "--checkpoint_every", "--plot", "--dtype", "--precision"):
+        assert f"  {flag}:" in listed, flag
+    assert "--checkpoint:" not in listed and "--explain_lr" not in listed  # other commands'
+    predict = jaxbp_cli("help", "predict")
+    assert predict.returncode == 0, predict.stderr
+    assert "--checkpoint:" in predict.stdout and "--input:" in predict.stdout
+    assert "--epochs" not in predict.stdout
+
+
+def test_every_flag_belongs_to_a_command():
+    from absl import flags
+
+    from jaxbp import cli
+
+    defined = {f.name for f in flags.FLAGS.get_flags_for_module(cli.__name__)}
+    taken = {name for _, names in cli.COMMANDS.values() for name in names}
+    assert defined == taken
+
+
+def test_version_is_the_package_version():
+    import importlib.metadata
+
+    out = jaxbp_cli("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"jaxbp {importlib.metadata.version('jaxbp')}\n"
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
     (("train", "--lr", "-1"), "--lr"),
     (("train", "--epochs", "0"), "--epochs"),
     (("train", "--activation", "swish"), "--activation"),
-    (("fly",), "command: expected one of train, evaluate, predict, explain"),
-    (("train", "--dataset", "nope"), "nope"),
+    (("trian",), "jaxbp: error: command: expected one of train, evaluate, predict, explain, "
+                 "got 'trian'"),
+    (("train", "--hidden", "abc"), "--hidden=abc: expected layer widths, whole numbers >= 1"),
+    (("predict", "--epochs", "3"), "--epochs: a flag of jaxbp train, not of jaxbp predict"),
+    (("train", "--dataset", "nope"), "--dataset: expected one of breast_cancer, digits"),
+    (("train", "--dataset", "csv:none.csv", "--target", "y"), "--dataset: none.csv: no such"),
     (("train", "--dataset", "csv:rows.csv"), "--target: expected the name of the target column "
                                              "for a csv: dataset"),
     (("train", "--dataset", "foo:bar"), "--dataset: expected idx:DIR, csv:PATH or npz:PATH for a "
@@ -48,15 +85,21 @@ def test_help_documents_every_flag():
 ])
 def test_bad_flags_are_one_line_errors(args, fragment):
     out = jaxbp_cli(*args)
-    assert out.returncode != 0
+    assert out.returncode == 2, out.stderr  # a usage error
     assert "Traceback" not in out.stderr
     assert fragment in out.stderr
+    assert len(out.stderr.splitlines()) <= 2, out.stderr  # the error, and where to look
 
 
 def test_explain_prints_the_worked_example():
     out = jaxbp_cli("explain")
     assert out.returncode == 0, out.stderr
     assert "J = 0.1952288" in out.stdout and "Δ^1  shape (3, 2)" in out.stdout
+    info = re.compile(r"^[IDW]\d{4} ", re.MULTILINE)  # absl's log lines: I1201 23:54:39...
+    assert not info.search(out.stderr), out.stderr  # JAX's 'Unable to initialize backend'
+    verbose = jaxbp_cli("explain", "--verbosity", "1")
+    assert verbose.returncode == 0, verbose.stderr
+    assert info.search(verbose.stderr), verbose.stderr  # asked for: JAX's debug lines
 
 
 def test_train_evaluate_predict(tmp_path):
@@ -99,8 +142,12 @@ def test_float64_run_evaluates(tmp_path):
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     out = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "none.npz"))
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "none.npz" in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr  # a path to nothing
+    assert f"--checkpoint: no such file {tmp_path / 'none.npz'}" in out.stderr
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    bad = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "bad.npz"))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr  # a file that cannot be read
+    assert bad.stderr.startswith(f"jaxbp evaluate: error: --checkpoint: {tmp_path / 'bad.npz'}")
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -120,7 +167,7 @@ def test_resume_continues_exactly(tmp_path):
     assert full.stdout.splitlines()[-1] == rest.stdout.splitlines()[-1]
     again = jaxbp_cli("train", "--epochs", "6", "--resume", "--checkpoint_dir",
                       str(tmp_path / "b"), *common)
-    assert again.returncode != 0 and "already run 6 epochs" in again.stderr
+    assert again.returncode == 2 and "already run 6 epochs" in again.stderr
 
 
 def test_regression_csv_and_divergence_keeps_last_good_checkpoint(tmp_path):
@@ -140,7 +187,7 @@ def test_regression_csv_and_divergence_keeps_last_good_checkpoint(tmp_path):
     bad = jaxbp_cli("train", "--dataset", f"csv:{csv}", "--target", "target", "--quiet",
                     "--plot", "", "--epochs", "50", "--optimizer", "sgd", "--lr", "5",
                     "--checkpoint_dir", str(ck), "--checkpoint_every", "0")
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr  # the run failed
     assert "smaller learning rate" in bad.stderr
     diverged_at = int(bad.stderr.split("epoch ")[1].split(":")[0])
     from jaxbp.checkpoint import load_checkpoint
