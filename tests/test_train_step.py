@@ -61,8 +61,9 @@ def _slow(x):
     return jax.lax.fori_loop(0, 400, lambda i, a: jnp.tanh(a @ a) * 0.5, x)[:2, :512]
 
 
-def test_train_step_returns_before_its_input_is_ready():
-    """The checked step dispatches without waiting: no value read back, no wait for X."""
+def _asynchronous_step():
+    """(net, opt, params, state, seed, Y) with train_step compiled for `_slow(seed)` inputs;
+    skips where the runtime waits for a step's input even without jaxbp's checks."""
     net = jaxbp.MLP((2, 8, 3), hidden="tanh", output="softmax")
     params = jaxbp.init(net, jax.random.key(0), dtype="float32")
     opt = jaxbp.optim.adam(0.01)
@@ -78,12 +79,30 @@ def test_train_step_returns_before_its_input_is_ready():
     if X.is_ready():  # seen with jax 0.8.0 on CPU; 0.10 dispatches without waiting
         pytest.skip("this jax runtime waits for the step's input even without jaxbp's checks "
                     "(train_step_jit waits too): no wait can be told apart here")
+    return net, opt, params, state, seed, Y
+
+
+def test_train_step_returns_before_its_input_is_ready():
+    """The checked step dispatches without waiting: no value read back, no wait for X."""
+    net, opt, params, state, seed, Y = _asynchronous_step()
     X = _slow(seed)  # (2, 512), computed asynchronously
     assert not X.is_ready(), "the input finished before the test could use it"
     params, state, J = jaxbp.train_step(net, opt, params, state, X, Y)
     assert not X.is_ready() and not J.is_ready()  # returned while X was still being computed
     assert np.isfinite(float(J))
     jaxbp.check_pending()
+
+
+def test_check_pending_waits_for_a_check_still_running():
+    """check_pending() waits for checks whose flags are not on the host yet: a NaN in an input
+    still being computed raises from it, not from some later call."""
+    net, opt, params, state, seed, Y = _asynchronous_step()
+    X = _slow(seed).at[0, 3].set(jnp.nan)
+    params, state, J = jaxbp.train_step(net, opt, params, state, X, Y)
+    assert not J.is_ready(), "the step finished before the test could ask"
+    with pytest.raises(ValueError, match="X: expected finite"):
+        jaxbp.check_pending()
+    assert np.isnan(float(J))
 
 
 def _fresh(net):
@@ -178,8 +197,9 @@ def test_after_changes_no_value():
     """`after` only orders the computation: every value comes back equal, even when a value it
     waits for is infinite or NaN (its zero is 0·[v = v], never 0·inf)."""
     tree = (jnp.asarray([1.5, -2.0, jnp.inf, jnp.nan, 0.0]), jnp.asarray([[3.0]], jnp.float64))
-    for wait in (jnp.float32(2.0), jnp.float32(jnp.inf), jnp.asarray([[jnp.nan, 1.0]])):
-        out = jax.jit(after)(tree, wait, jnp.float32(-1.0))
+    nan = jnp.asarray([[jnp.nan, 1.0]])
+    for wait in ((2.0,), (jnp.inf,), (nan,), (nan, -1.0), (2.0, -1.0)):  # NaN alone: no v = v
+        out = jax.jit(after)(tree, *map(jnp.float32, wait[1:]), jnp.asarray(wait[0]))
         for o, t in zip(jax.tree.leaves(out), jax.tree.leaves(tree), strict=True):
             assert o.dtype == t.dtype
             np.testing.assert_array_equal(np.asarray(o), np.asarray(t))
