@@ -196,7 +196,8 @@ def test_column_vector_is_batch_of_one():
 def test_after_changes_no_value():
     """`after` only orders the computation: every value comes back equal, even when a value it
     waits for is infinite or NaN (its zero is 0·[v = v], never 0·inf)."""
-    tree = (jnp.asarray([1.5, -2.0, jnp.inf, jnp.nan, 0.0]), jnp.asarray([[3.0]], jnp.float64))
+    tree = (jnp.asarray([1.5, -2.0, jnp.inf, jnp.nan, 0.0], jnp.float32),
+            jnp.asarray([[3.0]], jnp.float64), jnp.asarray([0.5, -1.0], jnp.bfloat16))
     nan = jnp.asarray([[jnp.nan, 1.0]])
     for wait in ((2.0,), (jnp.inf,), (nan,), (nan, -1.0), (2.0, -1.0)):  # NaN alone: no v = v
         out = jax.jit(after)(tree, *map(jnp.float32, wait[1:]), jnp.asarray(wait[0]))

@@ -1,0 +1,74 @@
+"""The mutation score per module, from mutmut's results in mutants/ (docs/mutation.md).
+
+    python scripts/mutation_score.py            # the table, then every survivor not justified
+    python scripts/mutation_score.py --all      # every survivor, with its justification
+
+A mutant is killed when a test failed on it: mutmut's "killed", and its "timeout" with exit
+status 255, which is a mutant that made a test module fail to import (e.g. an optimizer
+factory that raises when a parametrize list calls it). A survivor is equivalent when
+docs/mutation-equivalent.tsv gives the reason in one line. The score is killed / (run −
+equivalent), as the issue asks: at least 95% per module.
+"""
+
+import argparse
+import collections
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+KILLED = {1, 255, 24, -24, 152, 36}  # failed; could not import; over its CPU limit (timeouts)
+SURVIVED = 0
+
+
+def equivalents():
+    path = ROOT / "docs" / "mutation-equivalent.tsv"
+    rows = (line.split("\t", 1) for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#"))
+    return {name.strip(): reason.strip() for name, reason in rows}
+
+
+def results():
+    """{module: {mutant: exit code or None}} from mutmut's .meta files."""
+    out = {}
+    for meta in sorted((ROOT / "mutants" / "jaxbp").glob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        out[meta.name.removesuffix(".py.meta")] = codes
+    return out
+
+
+def table(res, eq):
+    print("| module | mutants run | killed | survived | equivalent | score | not run |")
+    print("|---|---|---|---|---|---|---|")
+    for module, codes in res.items():
+        run = {k: v for k, v in codes.items() if v is not None}
+        if not run:
+            continue
+        killed = sum(v in KILLED for v in run.values())
+        survived = [k for k, v in run.items() if v == SURVIVED]
+        n_eq = sum(k in eq for k in survived)
+        denominator = len(run) - n_eq
+        score = f"{100 * killed / denominator:.1f}%" if denominator else "–"
+        print(f"| {module}.py | {len(run)} | {killed} | {len(survived)} | {n_eq} | {score} "
+              f"| {len(codes) - len(run)} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="list every survivor")
+    args = parser.parse_args()
+    res, eq = results(), equivalents()
+    table(res, eq)
+    other = collections.Counter(v for codes in res.values() for v in codes.values()
+                                if v not in KILLED | {SURVIVED, None})
+    if other:
+        print(f"\nother outcomes (not counted as killed): {dict(other)}")
+    print()
+    for codes in res.values():
+        for name, code in codes.items():
+            if code == SURVIVED and (args.all or name not in eq):
+                why = eq.get(name, "NOT JUSTIFIED: kill it, or say why it is equivalent")
+                print(f"{name}\t{why}")
+
+
+if __name__ == "__main__":
+    main()
