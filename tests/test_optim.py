@@ -151,3 +151,13 @@ def test_against_torch_itself(kind, hp):
         params, state = opt.update(((jnp.asarray(g), jnp.zeros((4, 1))),), state, params)
         np.testing.assert_allclose(np.asarray(params[0][0]), p.detach().numpy(), rtol=RTOL,
                                    atol=1e-15)
+
+
+def test_adam_defaults_are_torchs():
+    """adam() with no arguments is torch.optim.Adam with no arguments (lr, betas, eps, no
+    weight decay), read from PyTorch, not restated here."""
+    torch = pytest.importorskip("torch")
+    defaults = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).defaults
+    opt = optim.adam()
+    assert (opt.lr, (opt.b1, opt.b2), opt.eps, opt.weight_decay, opt.decoupled) == (
+        defaults["lr"], defaults["betas"], defaults["eps"], defaults["weight_decay"], False)

@@ -124,17 +124,29 @@ def test_bad_Y_and_cache(good):
 @pytest.mark.parametrize(
     ("make", "exc", "fragments"),
     [
-        (lambda: optim.sgd(0.0), ValueError, ["lr", "> 0.0", "0.0"]),
-        (lambda: optim.sgd(-0.1), ValueError, ["lr", "> 0.0", "-0.1"]),
-        (lambda: optim.adam(lr=0), ValueError, ["lr", "> 0.0", "0"]),
-        (lambda: optim.sgd("0.1"), TypeError, ["lr", "real number", "'0.1'"]),
-        (lambda: optim.sgd(float("nan")), ValueError, ["lr", "finite", "nan"]),
-        (lambda: optim.sgd(0.1, momentum=-1), ValueError, ["momentum", ">= 0.0", "-1"]),
-        (lambda: optim.sgd(0.1, nesterov=True), ValueError, ["nesterov", "momentum > 0"]),
-        (lambda: optim.adam(b1=1.0), ValueError, ["b1", "< 1.0", "1.0"]),
-        (lambda: optim.adam(b2=-0.5), ValueError, ["b2", ">= 0.0", "-0.5"]),
-        (lambda: optim.adam(weight_decay=-1e-4), ValueError, ["weight_decay", ">= 0.0"]),
-        (lambda: optim.adam(decoupled="yes"), TypeError, ["decoupled", "bool", "'yes'"]),
+        # Each message starts with the argument's name: "name: expected ..., got ...".
+        (lambda: optim.sgd(0.0), ValueError, ["lr: expected a number > 0.0", "got 0.0"]),
+        (lambda: optim.sgd(-0.1), ValueError, ["lr: expected a number > 0.0", "got -0.1"]),
+        (lambda: optim.adam(lr=0), ValueError, ["lr: expected a number > 0.0", "got 0"]),
+        (lambda: optim.sgd("0.1"), TypeError, ["lr: expected a real number", "got '0.1'"]),
+        (lambda: optim.sgd(float("nan")), ValueError, ["lr: expected a finite number", "nan"]),
+        (lambda: optim.sgd(0.1, momentum=-1), ValueError, ["momentum: expected a number >= 0.0",
+                                                           "got -1"]),
+        (lambda: optim.sgd(0.1, nesterov=True), ValueError, ["nesterov: expected momentum > 0 "
+                                                             "with nesterov=True, got momentum=0"]),
+        (lambda: optim.sgd(0.1, nesterov=1), TypeError, ["nesterov: expected a bool", "got 1"]),
+        (lambda: optim.sgd(0.1, weight_decay=-1), ValueError, ["weight_decay: expected a number "
+                                                               ">= 0.0", "got -1"]),
+        (lambda: optim.adam(b1=1.0), ValueError, ["b1: expected a number < 1.0", "got 1.0"]),
+        (lambda: optim.adam(b1=-0.1), ValueError, ["b1: expected a number >= 0.0", "got -0.1"]),
+        (lambda: optim.adam(b2=-0.5), ValueError, ["b2: expected a number >= 0.0", "got -0.5"]),
+        (lambda: optim.adam(b2=1.0), ValueError, ["b2: expected a number < 1.0", "got 1.0"]),
+        (lambda: optim.adam(eps=-1e-8), ValueError, ["eps: expected a number >= 0.0"]),
+        (lambda: optim.adam(eps="x"), TypeError, ["eps: expected a real number", "got 'x'"]),
+        (lambda: optim.adam(weight_decay=-1e-4), ValueError, ["weight_decay: expected a number "
+                                                              ">= 0.0"]),
+        (lambda: optim.adam(decoupled="yes"), TypeError, ["decoupled: expected a bool",
+                                                          "got 'yes'"]),
     ],
 )
 def test_bad_optimizer_arguments(make, exc, fragments):
