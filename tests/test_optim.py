@@ -54,6 +54,11 @@ CASES = [
     ("adam", {"lr": 1e-2}),
     ("adam", {"lr": 3e-2, "b1": 0.8, "b2": 0.99, "eps": 1e-6, "weight_decay": 0.1}),
     ("adam", {"lr": 3e-2, "weight_decay": 0.1, "decoupled": True}),  # AdamW
+    # weight_decay = 1.0 exactly: a decay switched on by "wd != 1.0" instead of "!= 0.0"
+    # would skip it here.
+    ("sgd", {"lr": 0.1, "weight_decay": 1.0}),
+    ("adam", {"lr": 1e-2, "weight_decay": 1.0}),
+    ("adam", {"lr": 1e-2, "weight_decay": 1.0, "decoupled": True}),
 ]
 
 
@@ -161,3 +166,17 @@ def test_adam_defaults_are_torchs():
     opt = optim.adam()
     assert (opt.lr, (opt.b1, opt.b2), opt.eps, opt.weight_decay, opt.decoupled) == (
         defaults["lr"], defaults["betas"], defaults["eps"], defaults["weight_decay"], False)
+
+
+@pytest.mark.parametrize(("kind", "hp"), CASES)
+def test_update_lr_overrides_the_optimizers_own(kind, hp):
+    """update(..., lr=x), as fit's schedules call it with a traced lr, is exactly the step of
+    the same optimizer built with lr=x."""
+    rng = np.random.default_rng(2)
+    params = ((jnp.asarray(rng.normal(size=(3, 2))), jnp.asarray(rng.normal(size=(3, 1)))),)
+    grads = ((jnp.asarray(rng.normal(size=(3, 2))), jnp.asarray(rng.normal(size=(3, 1)))),)
+    opt, other = make(kind, hp), make(kind, {**hp, "lr": 0.5 * hp["lr"]})
+    got = opt.update(grads, opt.init(params), params, lr=other.lr)
+    want = other.update(grads, other.init(params), params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
