@@ -180,3 +180,14 @@ def test_update_lr_overrides_the_optimizers_own(kind, hp):
     want = other.update(grads, other.init(params), params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_adam_counts_steps_in_integers():
+    """The step count t of β^t is an int32 (exact for 2^31 steps; a float32 count would stop
+    at 2^24), kept so by the update and by a checkpoint."""
+    params = ((jnp.zeros((2, 3)), jnp.zeros((2, 1))),)
+    opt = optim.adam()
+    state = opt.init(params)
+    assert state.count.dtype == jnp.int32
+    _, state = opt.update(params, state, params)
+    assert state.count.dtype == jnp.int32 and int(state.count) == 1

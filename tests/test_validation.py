@@ -150,8 +150,9 @@ def test_bad_Y_and_cache(good):
     ],
 )
 def test_bad_optimizer_arguments(make, exc, fragments):
-    with raises(exc, *fragments):
+    with raises(exc, *fragments) as info:
         make()
+    assert str(info.value).startswith(fragments[0].split(":")[0] + ": "), str(info.value)
 
 
 def test_bad_train_step_arguments(good):
