@@ -6,6 +6,7 @@ from jaxbp.backprop import Cache, backward, forward
 from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
 from jaxbp.model import MLP, init
+from jaxbp.model_file import SavedModel, load_model
 from jaxbp.step import check_pending, train_step, train_step_jit
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "CheckpointError",
     "DivergenceError",
     "FitResult",
+    "SavedModel",
     "Schedule",
     "backward",
     "check_pending",
@@ -23,6 +25,7 @@ __all__ = [
     "forward",
     "init",
     "load_checkpoint",
+    "load_model",
     "optim",
     "parallel",
     "per_sample",

@@ -4,9 +4,12 @@ Usage: jaxbp COMMAND [--flags]      jaxbp --help: the commands; jaxbp COMMAND --
 
     jaxbp train                                   # breast_cancer, progress bar, test accuracy
     jaxbp train --dataset digits --hidden 128,64 --epochs 100 --checkpoint_dir runs/digits
+    jaxbp train --epochs 300 --resume --checkpoint_dir runs/digits   # the same run, continued
     jaxbp train --dataset csv:houses.csv --target price          # --task auto: see below
     jaxbp evaluate --checkpoint runs/digits/checkpoint.npz
     jaxbp predict --checkpoint runs/digits/checkpoint.npz --input new_rows.csv
+    jaxbp predict --checkpoint runs/digits/checkpoint.npz --input new_rows.csv --proba \
+        --output probabilities.csv
     jaxbp explain                                 # seed 001's worked example, every quantity
 
 `jaxbp train` splits off a test set (stratified, --test_fraction), fits a standardiser on the
@@ -27,6 +30,18 @@ Checkpoints (--checkpoint_dir): after the first epoch, then after the first epoc
 a crash or `kill -9` loses at most that long plus one epoch. SIGINT (Ctrl-C) and SIGTERM stop
 the run at the end of the epoch in progress, write its checkpoint and exit with one line on
 stderr and status 130 / 143; a second signal stops at once.
+
+--resume continues the run of the checkpoint in --checkpoint_dir: the checkpoint records the
+flags that define the run (_RUN_FLAGS: the data, the task, the network, the optimizer, the
+split, the dtype, ...; the run record is `jaxbp.model_file`'s docstring); those not given take
+its values, and one given again must agree with it. --epochs is the total (default: the
+run's). Epochs are counted from 1 in what the command prints (epoch 1 is the first) and in the
+plot; a checkpoint's "epoch" is the number of epochs done, its history's "epoch" fit's index
+from 0.
+
+The checkpoint is the model: `jaxbp predict`, and `jaxbp.load_model(path)` in Python, take raw
+rows, match a header's columns to the training columns by name and standardise them as the
+training rows were.
 
 Exit status: 0 done; 1 the run failed (a file that cannot be read or parsed, unusable data, a
 diverging run); 2 the command line is wrong (an unknown command or flag, a flag of another
@@ -54,6 +69,7 @@ from absl import logging as absl_logging
 from jaxbp import backends
 
 ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softplus", "identity"]
+OUTPUT_NAMES = ["auto", "sigmoid", "softmax", "identity"]
 # --task auto: more distinct whole numbers than max(_AUTO_MIN_VALUES, rows / _AUTO_ROWS_PER_VALUE)
 # are a regression's values, not class labels
 _AUTO_MIN_VALUES, _AUTO_ROWS_PER_VALUE = 20, 100
@@ -95,9 +111,10 @@ flags.DEFINE(_WidthsParser(), "hidden", "100",
              "Hidden layer widths, e.g. 64,32 (empty: no hidden layer).",
              serializer=flags.CsvListSerializer(","))
 flags.DEFINE_enum("activation", "relu", ACTIVATION_NAMES, "Hidden activation g.")
-flags.DEFINE_enum("output", "auto", ["auto", "sigmoid", "softmax", "identity"],
-                  "Output activation; auto picks sigmoid (2 classes), softmax (more) or identity "
-                  "(regression).")
+flags.DEFINE_string("output", None, "train: the output activation, one of "
+                    f"{', '.join(OUTPUT_NAMES)}; auto (the default) picks sigmoid (2 classes), "
+                    "softmax (more) or identity (regression). predict: write the predictions "
+                    "to this CSV file, with a header row, instead of printing them.")
 flags.DEFINE_enum("optimizer", "adam", ["adam", "adamw", "sgd"], "Optimizer.")
 flags.DEFINE_float("lr", 1e-3, "Learning rate.", lower_bound=0.0)
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0)
@@ -130,10 +147,14 @@ flags.DEFINE_float("checkpoint_every", 2.0, "Seconds between checkpoints: one is
                    "after the previous write, and after the last epoch, so a crash (kill -9) "
                    "loses at most this long plus one epoch. 0: after every epoch (a write "
                    "takes ~10-40 ms).", lower_bound=0.0)
-flags.DEFINE_boolean("resume", False, "Continue from <checkpoint_dir>/checkpoint.npz up to "
-                     "--epochs in all; without early stopping it ends exactly as an "
+flags.DEFINE_boolean("resume", False, "Continue the run of <checkpoint_dir>/checkpoint.npz "
+                     "up to --epochs in all (default: the run's own --epochs). The checkpoint "
+                     "holds the run's flags: those not given take its values, those given "
+                     "must agree with it. Without early stopping it ends exactly as an "
                      "uninterrupted run.")
-flags.DEFINE_string("plot", "learning_curves.png", "PNG of the learning curves ('' for none).")
+flags.DEFINE_string("plot", "learning_curves.png", "PNG of the learning curves, the best epoch "
+                    "marked ('' for none). Not given: learning_curves.png in --checkpoint_dir "
+                    "when one is given, else in the current directory.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "Parameter and compute dtype.")
 flags.DEFINE_enum("precision", "float32", ["float32", "tf32"], "Float32 matmul precision: "
                   "true float32, or TF32 on NVIDIA GPUs from Ampere on (faster, ~1e-3 relative "
@@ -150,7 +171,13 @@ flags.DEFINE_integer("process_id", 0, "Multi-host training: this process's index
                      "--num_processes − 1. Process 0 alone prints, plots and writes "
                      "checkpoints.", lower_bound=0)
 flags.DEFINE_string("checkpoint", None, "The checkpoint.npz (written by jaxbp train) to load.")
-flags.DEFINE_string("input", None, "Rows to predict: a .csv with a header row, or a .npy.")
+flags.DEFINE_string("input", None, "Rows to predict: a .csv or a .npy file. A .csv whose "
+                    "first row holds a name in some cell has a header: its columns are matched "
+                    "to the training columns by name (a column named as the training target "
+                    "is passed over); one whose first row is all numbers has none, and its "
+                    "columns, as a .npy's, are taken in the training order.")
+flags.DEFINE_boolean("proba", False, "Print each class's probability, in the order of the "
+                     "checkpoint's classes, instead of the predicted label.")
 flags.DEFINE_float("explain_lr", 0.01, "Learning rate of the SGD step shown.",
                    lower_bound=0.0)
 
@@ -160,12 +187,22 @@ _TRAIN_FLAGS = ("dataset", "target", "task", "hidden", "activation", "output", "
                 "validation_fraction", "early_stopping", "patience", "checkpoint_dir",
                 "checkpoint_every", "resume", "plot", "dtype", "precision", "quiet", "devices",
                 "coordinator_address", "num_processes", "process_id")
+# The train flags that define a run: its checkpoint records them (extra["flags"], with
+# "epochs"), and --resume restores them. The others say how to run it (where to checkpoint and
+# how often, the plot, the progress bar, the devices).
+_RUN_FLAGS = ("dataset", "target", "task", "hidden", "activation", "output", "optimizer", "lr",
+              "momentum", "nesterov", "beta1", "beta2", "weight_decay", "alpha", "dropout",
+              "schedule", "batch_size", "seed", "test_fraction", "validation_fraction",
+              "early_stopping", "patience", "dtype", "precision")
+# The flags a run record held, at its top level, before it held them all (extra["flags"])
+_LEGACY_FLAGS = ("dataset", "target", "seed", "test_fraction")
 # name: (what it does, in one line; the flags it takes). Every flag above is some command's.
 COMMANDS = {
     "train": ("train an MLP on a dataset; prints the test accuracy, writes learning curves",
               _TRAIN_FLAGS),
     "evaluate": ("evaluate a checkpoint on its dataset's test split", ("checkpoint",)),
-    "predict": ("predict the rows of a .csv/.npy file with a checkpoint", ("checkpoint", "input")),
+    "predict": ("predict the rows of a .csv/.npy file with a checkpoint",
+                ("checkpoint", "input", "proba", "output")),
     "explain": ("print every Z, A, Δ, dW, db of seed 001's worked example", ("explain_lr",)),
 }
 _HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-?")
@@ -274,25 +311,13 @@ def _check_class_sizes(ds, task):
               f"stratified test split needs at least 2 rows of each class ({fix})")
 
 
-def _standardizer_record(scaler):
-    """A fitted `data.Standardizer` as the checkpoint's extra holds it."""
-    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
-
-
-def _standardizer_of(extra):
-    """The training run's `data.Standardizer`, from the checkpoint's extra."""
-    from jaxbp import data
-
-    return data.Standardizer(extra["mean"], extra["scale"])
-
-
 def _net_for(ds, n_features):
     import jaxbp
 
     hidden = tuple(FLAGS.hidden)  # whole numbers >= 1: _WidthsParser
     output = {"binary": "sigmoid", "multiclass": "softmax", "regression": "identity"}[ds.task]
     n_L = ds.n_outputs  # 1 (sigmoid), k (softmax) or the number of regression targets
-    if FLAGS.output != "auto":
+    if FLAGS.output != "auto":  # checked by _output_flag
         output = FLAGS.output
         if output == "softmax" and ds.task == "binary":
             n_L = 2
@@ -310,20 +335,28 @@ def _optimizer():
                       weight_decay=FLAGS.weight_decay, decoupled=FLAGS.optimizer == "adamw")
 
 
-def plot_history(history, path, title):
-    """Learning curves: costs on the left, the validation score on the right."""
+def plot_history(history, path, title, best_epoch=None, restored=False):
+    """Learning curves: costs on the left, the validation score on the right, against the
+    epoch counted from 1; `best_epoch` (fit's, counted from 0), when given, is marked, and
+    said to be `restored` (its weights are the run's result)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(history["epoch"], history["train_cost"], label="train cost")
+    epochs = [e + 1 for e in history["epoch"]]
+    ax1.plot(epochs, history["train_cost"], label="train cost")
     if "val_cost" in history:
-        ax1.plot(history["epoch"], history["val_cost"], label="validation cost")
-        ax2.plot(history["epoch"], history["val_score"], color="C2", label="validation score")
-    ax1.set(xlabel="epoch", ylabel="cost J", yscale="log", title=title)
-    ax2.set(xlabel="epoch", ylabel="accuracy (R² for regression)", title="validation score")
+        ax1.plot(epochs, history["val_cost"], label="validation cost")
+        ax2.plot(epochs, history["val_score"], color="C2", label="validation score")
+    if best_epoch is not None:
+        label = f"best epoch {best_epoch + 1}" + (" (restored)" if restored else "")
+        for ax in (ax1, ax2):
+            ax.axvline(best_epoch + 1, color="C3", linestyle="--", linewidth=1, label=label)
+    ax1.set(xlabel="epoch (from 1)", ylabel="cost J", yscale="log", title=title)
+    ax2.set(xlabel="epoch (from 1)", ylabel="accuracy (R² for regression)",
+            title="validation score")
     ax1.legend()
     ax2.legend()
     fig.tight_layout()
@@ -333,11 +366,26 @@ def plot_history(history, path, title):
     plt.close(fig)
 
 
+def _plot_path():
+    """Where the learning curves go: --plot as given, else learning_curves.png in
+    --checkpoint_dir when one is given; None for --plot ''."""
+    if not FLAGS.plot:
+        return None
+    if FLAGS["plot"].present or not FLAGS.checkpoint_dir:
+        return pathlib.Path(FLAGS.plot)
+    return pathlib.Path(FLAGS.checkpoint_dir) / FLAGS.plot
+
+
 def _train():
     from jaxbp import data
 
+    _output_flag()
     main = _start_processes()
     say = print if main else (lambda *args, **kwargs: None)
+    path = _checkpoint_path()
+    if FLAGS.resume:
+        _restore_run(path)
+    _use_dtype()
     train_ds, test_ds = _train_test(FLAGS.test_fraction, FLAGS.seed, FLAGS.task, say)
     scaler = data.Standardizer().fit(train_ds.X)  # fitted on the training rows only
     X, X_test = scaler.transform(train_ds.X), scaler.transform(test_ds.X)
@@ -347,7 +395,6 @@ def _train():
         f"{X.shape[1]} features, task {train_ds.task}")
     say(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
         f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
-    path = _checkpoint_path()
     saver = None if path is None else _saver(path, net, opt, _run_record(train_ds, scaler), main)
     start = _resume(path, net, opt, say) if FLAGS.resume else _FRESH
     mesh = _mesh(say)
@@ -359,21 +406,29 @@ def _train():
             saver(result, result.history["epoch"][-1], final=True)
     if saver is not None:
         say(f"checkpoint: {path}")
-    if FLAGS.plot and main:
-        plot_history(result.history, FLAGS.plot, f"{FLAGS.dataset} {net.sizes}")
-        say(f"learning curves: {FLAGS.plot}")
-    _report(result, net, X_test, test_ds.y, train_ds.task, say)
+    plot = _plot_path()
+    if plot is not None and main:
+        plot_history(result.history, plot, f"{FLAGS.dataset} {net.sizes}", result.best_epoch,
+                     result.stopped_early)
+        say(f"learning curves: {plot}")
+    _report(result, start["start_epoch"], net, X_test, test_ds.y, train_ds.task, say)
+
+
+def _output_flag():
+    """train's --output: one of OUTPUT_NAMES, "auto" when not given (the flag is predict's
+    output file too, so absl cannot check it as an enum)."""
+    if FLAGS.output is None:
+        FLAGS.output = "auto"
+    elif FLAGS.output not in OUTPUT_NAMES:
+        _fail(f"--output: expected the output activation, one of {', '.join(OUTPUT_NAMES)}, "
+              f"got {FLAGS.output!r}")
 
 
 def _start_processes():
-    """Set up JAX for --dtype and, with --num_processes > 1, join the multi-host run (before
-    any other JAX work, as jax.distributed requires). Whether this is the main process."""
-    import jax
-
+    """With --num_processes > 1, join the multi-host run (before any other JAX work, as
+    jax.distributed requires). Whether this is the main process."""
     import jaxbp
 
-    if FLAGS.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
     if FLAGS.num_processes > 1:
         if FLAGS.coordinator_address is None:
             _fail("--coordinator_address: expected 'host:port' of process 0 when "
@@ -389,12 +444,96 @@ def _start_processes():
     return jaxbp.parallel.is_main_process()
 
 
+def _use_dtype():
+    """Set up JAX for --dtype (float64: jax_enable_x64)."""
+    import jax
+
+    if FLAGS.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+
 def _run_record(train_ds, scaler):
-    """What a checkpoint's extra holds about the run: the data, its standardiser, the split."""
-    return {"dataset": FLAGS.dataset, "task": train_ds.task,
-            "classes": None if train_ds.classes is None else train_ds.classes.tolist(),
-            "target": FLAGS.target, **_standardizer_record(scaler),
-            "seed": FLAGS.seed, "test_fraction": FLAGS.test_fraction}
+    """A checkpoint's extra: the model (`jaxbp.model_file.run_record`: the task, classes,
+    feature names, target and standardiser) and the flags that define the run."""
+    from jaxbp import model_file
+
+    return {**model_file.run_record(train_ds.task, train_ds.classes, train_ds.feature_names,
+                                    FLAGS.target, scaler),
+            "flags": {name: FLAGS[name].value for name in (*_RUN_FLAGS, "epochs")}}
+
+
+def _restore_run(path):
+    """--resume: the run's flags from the checkpoint at `path` (`_restore_flags`), and a
+    usage error if it has nothing left to run."""
+    from jaxbp import checkpoint as ckpt
+
+    if path is None or not path.is_file():
+        _fail("--resume: expected --checkpoint_dir holding a checkpoint.npz of this run")
+    try:
+        header = ckpt.read_header(path)
+    except ValueError as e:
+        raise ValueError(f"--resume: {e}") from None
+    where = f"the checkpoint in {path.parent}"
+    _restore_flags(header["extra"], where)
+    dtype = header["arrays"]["params/0/W"]["dtype"]  # an older record has no --dtype
+    if dtype != FLAGS.dtype:
+        _fail(f"--dtype: {where} holds {dtype} parameters, got --dtype {FLAGS.dtype}")
+    if header["extra"].get("best_restored"):
+        _fail(f"--resume: {path} ended with early stopping (best weights restored); "
+              f"there is nothing to continue")
+    if header["epoch"] >= FLAGS.epochs:
+        _fail(f"--epochs: the checkpoint has already run {header['epoch']} epochs; ask for "
+              f"more")
+
+
+def _restore_flags(extra, where):
+    """Set the run's flags from a checkpoint's run record `extra`: its "flags", or the few that
+    an older record kept (_LEGACY_FLAGS). A flag not given takes the recorded value; one given
+    must agree with it, or a usage error names the flag and both values; --epochs given is
+    the new total. `where` names the checkpoint in messages."""
+    recorded = extra["flags"] if "flags" in extra else {
+        name: extra[name] for name in _LEGACY_FLAGS if name in extra}
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{where}: run record 'flags': expected an object, got "
+                         f"{recorded!r:.60}")
+    for name in (*_RUN_FLAGS, "epochs"):
+        if name not in recorded:
+            continue
+        value = _recorded_value(name, recorded[name], where)
+        if not FLAGS[name].present:
+            setattr(FLAGS, name, value)
+        elif name != "epochs" and FLAGS[name].value != value:
+            _fail(f"--{name}: {where} was trained with {_flag_text(name, value)}, got "
+                  f"{_flag_text(name, FLAGS[name].value)}")
+
+
+def _recorded_value(name, value, where):
+    """A run record's value of flag `name`, checked by the flag's parser as a command line's."""
+    flag = FLAGS[name]
+    if value is None and flag.default is None:
+        return None
+    text = _value_text(value)
+    try:
+        return flag.parser.parse(text)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: its run record holds --{name} {text}, which --{name} does "
+                         f"not take ({e})") from None
+
+
+def _value_text(value):
+    """A flag's value as the command line writes it (lists with commas)."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _flag_text(name, value):
+    """A flag with its value as the command line writes it: --hidden 128,64, --noearly_stopping."""
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if value is None:
+        return f"no --{name}"
+    return f"--{name} {_value_text(value) or repr('')}"
 
 
 def _checkpoint_path():
@@ -489,19 +628,20 @@ _FRESH = {"start_epoch": 0, "history": None, "params": None, "opt_state": None}
 
 
 def _resume(path, net, opt, say):
-    """fit's starting point from the checkpoint at `path` (every process reads it)."""
+    """fit's starting point from the checkpoint at `path` (every process reads it); its flags
+    are restored already (`_restore_run`)."""
     from jaxbp import checkpoint as ckpt
 
-    if path is None or not path.is_file():
-        _fail("--resume: expected --checkpoint_dir holding a checkpoint.npz of this run")
     c = ckpt.load_checkpoint(path)
-    ckpt.check_compatible(c, net, opt)
-    if c.extra.get("best_restored"):
-        _fail(f"--resume: {path} ended with early stopping (best weights restored); "
-              f"there is nothing to continue")
-    say(f"resuming from {path} at epoch {c.epoch}")
-    if c.epoch >= FLAGS.epochs:
-        _fail(f"--epochs: the checkpoint has already run {c.epoch} epochs; ask for more")
+    try:
+        ckpt.check_compatible(c, net, opt)
+    except ValueError as e:
+        if "flags" in c.extra:
+            raise
+        _fail(f"--resume: {path} does not record the flags of its run (an older jaxbp wrote "
+              f"it): give them again, as they were ({e})")
+    say(f"resuming from {path} at epoch {c.epoch}: epochs 1 to {c.epoch} of {FLAGS.epochs} "
+        f"are done")
     return {"start_epoch": c.epoch, "history": c.history, "params": c.params,
             "opt_state": c.opt_state}
 
@@ -542,14 +682,21 @@ def _fit(net, X, y, opt, start, mesh, saver, main):
                      checkpoint=saver)
 
 
-def _report(result, net, X_test, y_test, task, say):
-    """The run's last lines: epochs run, then the test cost and accuracy (R² for regression)."""
+def _report(result, start_epoch, net, X_test, y_test, task, say):
+    """The run's last lines: the epochs (counted from 1: the first is epoch 1), then the test
+    cost and accuracy (R² for regression)."""
     import jaxbp
 
     ev = jaxbp.evaluate(net, result.params, X_test, y_test)
-    say(f"epochs run: {result.epochs_run}" + (f" (stopped early; best epoch "
-                                                f"{result.best_epoch})" if result.stopped_early
-                                                else ""))
+    total = start_epoch + result.epochs_run
+    line = f"epochs run: {total} (epochs 1 to {total}"
+    if start_epoch:
+        line += (f"; {result.epochs_run} by this process, {start_epoch + 1} to {total}, "
+                 f"resumed after epoch {start_epoch}")
+    line += ")"
+    if result.stopped_early:
+        line += f"; stopped early, best epoch {result.best_epoch + 1} restored"
+    say(line)
     what = "R²" if task == "regression" else "accuracy"
     say(f"test cost: {ev['cost']:.4f}")
     say(f"test {what}: {100 * ev['score']:.2f}%" if what == "accuracy" else
@@ -557,7 +704,10 @@ def _report(result, net, X_test, y_test, task, say):
 
 
 def _load_for_inference():
+    """(checkpoint, model) of --checkpoint: the `jaxbp.Checkpoint` and its
+    `jaxbp.model_file.SavedModel`."""
     from jaxbp import checkpoint as ckpt
+    from jaxbp import model_file
 
     if not FLAGS.checkpoint:
         _fail("--checkpoint: expected the path of a checkpoint.npz written by jaxbp train")
@@ -569,7 +719,8 @@ def _load_for_inference():
             import jax
 
             jax.config.update("jax_enable_x64", True)
-        return ckpt.load_checkpoint(FLAGS.checkpoint)
+        c = ckpt.load_checkpoint(FLAGS.checkpoint)
+        return c, model_file.SavedModel.from_checkpoint(c, where=FLAGS.checkpoint)
     except (OSError, ValueError) as e:
         raise ValueError(f"--checkpoint: {e}") from None
 
@@ -577,57 +728,77 @@ def _load_for_inference():
 def _evaluate():
     import jaxbp
 
-    c = _load_for_inference()
-    extra = c.extra or {}
-    FLAGS.dataset = extra.get("dataset", FLAGS.dataset)
-    FLAGS.target = extra.get("target") or FLAGS.target
-    task = _task_flag(extra["task"]) if "task" in extra else "auto"
-    _, test_ds = _train_test(extra.get("test_fraction", 0.2), extra.get("seed", 0), task,
-                             say=lambda *args: None)
-    X = _standardizer_of(extra).transform(test_ds.X)
-    if extra.get("classes") is not None and test_ds.classes.tolist() != extra["classes"]:
-        _fail(f"--checkpoint: trained on classes {extra['classes']}, the data now has "
+    c, model = _load_for_inference()
+    _restore_flags(c.extra, f"the checkpoint {FLAGS.checkpoint}")  # its dataset and split
+    task = _task_flag(model.task) if "task" in c.extra else "auto"
+    _, test_ds = _train_test(FLAGS.test_fraction, FLAGS.seed, task, say=lambda *args: None)
+    if c.extra.get("classes") is not None and test_ds.classes.tolist() != c.extra["classes"]:
+        _fail(f"--checkpoint: trained on classes {c.extra['classes']}, the data now has "
               f"{test_ds.classes.tolist()}")
-    ev = jaxbp.evaluate(c.net, c.params, X, test_ds.y)
-    what = "R²" if extra.get("task") == "regression" else "accuracy"
+    ev = jaxbp.evaluate(model.net, model.params, model.transform(test_ds.X), test_ds.y)
+    what = "R²" if model.task == "regression" else "accuracy"
     print(json.dumps({"checkpoint": FLAGS.checkpoint, "dataset": FLAGS.dataset,
-                      "test_rows": len(X), "cost": ev["cost"], what: ev["score"]}))
+                      "test_rows": len(test_ds.X), "cost": ev["cost"], what: ev["score"]}))
 
 
 def _predict():
-    import jaxbp
+    """Print (or write to --output) the predictions of --checkpoint for the rows of --input."""
+    from jaxbp import model_file
 
-    c = _load_for_inference()
+    _, model = _load_for_inference()
+    X, names = _input_rows(model.target)
+    try:
+        if names is not None:
+            X = X[:, model.column_order(names)]
+        values = model.predict_proba(X) if FLAGS.proba else model.predict(X)
+    except model_file.MismatchError as e:  # the rows or --proba do not fit the checkpoint
+        flag = "--proba" if e.argument == "predict_proba" else f"--input {FLAGS.input}"
+        _fail(f"{flag}: {e.problem}")
+    except (TypeError, ValueError) as e:  # rows that are no numbers, or not finite
+        raise ValueError(f"--input {FLAGS.input}: {e}") from None
+    if FLAGS.proba:
+        header = [str(label) for label in model.classes_]
+    else:
+        header = ["prediction"] if values.ndim == 1 else [
+            f"prediction_{j + 1}" for j in range(values.shape[1])]
+    _write_rows(header, values.reshape(len(values), -1))
+
+
+def _input_rows(target):
+    """(X, names) of --input: a .npy's array, or a .csv's rows and its header's names (None
+    when its first row is all numbers: no header), without a column named `target`."""
+    from jaxbp import datasets
+
     if not FLAGS.input:
-        _fail("--input: expected a .csv (with a header row) or .npy file of rows to predict")
+        _fail("--input: expected a .csv or .npy file of rows to predict")
     path = pathlib.Path(FLAGS.input)
     if not path.is_file():
         _fail(f"--input: no such file {path}")
     if path.suffix == ".npy":
-        X = np.load(path, allow_pickle=False)
-    else:
-        X = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-    extra = c.extra or {}
-    if X.ndim != 2 or X.shape[1] != c.net.sizes[0]:
-        _fail(f"--input: expected rows of {c.net.sizes[0]} features, got shape {X.shape}")
-    X = _standardizer_of(extra).transform(X)
-    A = np.asarray(jaxbp.predict(c.net, c.params, X))
-    for r in _predictions(A, c.net.output, extra):
-        print(r if np.ndim(r) == 0 else ",".join(f"{v:.6g}" for v in r))
+        try:
+            return np.load(path, allow_pickle=False), None
+        except ValueError as e:
+            raise ValueError(f"--input: {path}: not a numeric .npy array ({e})") from None
+    try:
+        return datasets.load_csv_rows(path, target=target)
+    except ValueError as e:
+        raise ValueError(f"--input: {e}") from None
 
 
-def _predictions(A, output, extra):
-    """The rows to print for the outputs A (m, n_L): A itself for regression, else each row's
-    class label (a single sigmoid output: above 0.5; otherwise the largest output)."""
-    from jaxbp import data
+def _write_rows(header, rows):
+    """The rows, one line each, comma-separated: to --output as a CSV file with the header
+    row, else to stdout without it."""
+    import csv
 
-    if extra.get("task") == "regression":
-        return A
-    if output == "sigmoid" and A.shape[1] == 1:
-        ids = (A[:, 0] > 0.5).astype(int)
-    else:
-        ids = np.argmax(A, axis=1)
-    return data.LabelEncoder(extra["classes"]).inverse_transform(ids)
+    lines = [[str(v) for v in row] for row in rows]
+    if not FLAGS.output:
+        csv.writer(sys.stdout, lineterminator="\n").writerows(lines)
+        return
+    try:
+        with open(FLAGS.output, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerows([header, *lines])
+    except OSError as e:
+        raise OSError(f"--output: cannot write {FLAGS.output}: {e.strerror}") from None
 
 
 def _explain():

@@ -65,6 +65,19 @@ class Dataset(NamedTuple):
                 f"{self.X.dtype}, y={self.y.shape} {self.y.dtype}, classes={classes})")
 
 
+class ArgumentError(ValueError):
+    """A bad argument, with its name (`argument`) and what was expected and what arrived
+    (`problem`) kept apart, so that a caller with other names for the argument (the CLI's
+    flags) can say the same in its own words. str(): "argument: problem"."""
+
+    def __init__(self, argument, problem):
+        super().__init__(argument, problem)
+        self.argument, self.problem = argument, problem
+
+    def __str__(self):
+        return f"{self.argument}: {self.problem}"
+
+
 def _short(values, n=6):
     return repr(values) if len(values) <= n else f"[{', '.join(map(repr, values[:n]))}, ...]"
 

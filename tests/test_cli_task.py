@@ -10,11 +10,13 @@ from test_cli import jaxbp_cli
 FAST = ("--hidden", "4", "--quiet", "--plot", "")
 
 
-def _csv(path, y, name="y"):
-    """Write a CSV of two random features and the target column `name` holding `y` as text."""
-    X = np.random.default_rng(0).normal(size=(len(y), 2))
-    path.write_text(f"a,b,{name}\n" + "".join(
-        f"{x[0]:.4f},{x[1]:.4f},{t}\n" for x, t in zip(X, y, strict=True)))
+def _csv(path, y, name="y", X=None):
+    """Write a CSV of the feature columns a, b, ... holding X (default: two random features)
+    and the target column `name` holding `y` as text; returns its --dataset."""
+    X = np.random.default_rng(0).normal(size=(len(y), 2)) if X is None else np.asarray(X)
+    columns = [chr(ord("a") + j) for j in range(X.shape[1])]
+    path.write_text(",".join([*columns, name]) + "\n" + "".join(
+        ",".join([*(f"{v:.4f}" for v in x), str(t)]) + "\n" for x, t in zip(X, y, strict=True)))
     return f"csv:{path}"
 
 

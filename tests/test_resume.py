@@ -49,6 +49,19 @@ def _finish(proc, timeout=300):
     return proc.returncode, out, err
 
 
+def _run_together(*commands, timeout=300):
+    """Run the CLI commands side by side (each a tuple of arguments); their (returncode,
+    stdout, stderr), in order."""
+    procs = [_start(*map(str, args)) for args in commands]
+    try:
+        return [_finish(proc, timeout) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:  # _finish failed on another one
+                proc.kill()
+                proc.wait()
+
+
 def _epoch_on_disk(path):
     try:
         return read_header(path)["epoch"]  # written atomically: whole or absent, never torn
@@ -111,16 +124,9 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path):
     crashed = load_checkpoint(directory / "checkpoint.npz")
     assert KILL_AT <= crashed.epoch < epochs and not crashed.extra["finished"]
     # The resumed run and the uninterrupted one, side by side (2 cores).
-    resumed = _start(*RUN, "--epochs", str(epochs), "--checkpoint_dir", str(directory),
-                     "--resume")
-    whole = _start(*RUN, "--epochs", str(epochs), "--checkpoint_dir", str(tmp_path / "whole"))
-    try:
-        (rc_r, out_r, err_r), (rc_w, out_w, err_w) = _finish(resumed), _finish(whole)
-    finally:
-        for proc in (resumed, whole):
-            if proc.poll() is None:  # _finish failed on the other one
-                proc.kill()
-                proc.wait()
+    (rc_r, out_r, err_r), (rc_w, out_w, err_w) = _run_together(
+        (*RUN, "--epochs", epochs, "--checkpoint_dir", directory, "--resume"),
+        (*RUN, "--epochs", epochs, "--checkpoint_dir", tmp_path / "whole"))
     assert rc_r == 0, err_r
     assert rc_w == 0, err_w
     assert f"resuming from {directory / 'checkpoint.npz'} at epoch {crashed.epoch}" in out_r
