@@ -389,19 +389,22 @@ def _train():
     train_ds, test_ds = _train_test(FLAGS.test_fraction, FLAGS.seed, FLAGS.task, say)
     scaler = data.Standardizer().fit(train_ds.X)  # fitted on the training rows only
     X, X_test = scaler.transform(train_ds.X), scaler.transform(test_ds.X)
+    y_scaler = _target_standardizer(train_ds)
+    y, y_test = (_standardized(y_scaler, ds.y) for ds in (train_ds, test_ds))
     net = _net_for(train_ds, X.shape[1])
     opt = _optimizer()
     say(f"dataset {FLAGS.dataset}: {len(X)} training rows, {len(X_test)} test rows, "
         f"{X.shape[1]} features, task {train_ds.task}")
     say(f"network {net.sizes}, {net.hidden} hidden, {net.output} output, loss {net.loss}; "
         f"{type(opt).__name__} lr {FLAGS.lr}; {FLAGS.dtype}")
-    saver = None if path is None else _saver(path, net, opt, _run_record(train_ds, scaler), main)
+    record = _run_record(train_ds, scaler, y_scaler)
+    saver = None if path is None else _saver(path, net, opt, record, main)
     start = _resume(path, net, opt, say) if FLAGS.resume else _FRESH
     mesh = _mesh(say)
     # A signal now stops the run at the end of the epoch in progress, checkpointed (the saver
     # sees it); without a checkpoint there is nothing to finish, and it stops at once.
     with _SIGNALS.deferred(saver is not None):
-        result = _fit(net, X, train_ds.y, opt, start, mesh, saver, main)
+        result = _fit(net, X, y, opt, start, mesh, saver, main)
         if saver is not None:
             saver(result, result.history["epoch"][-1], final=True)
     if saver is not None:
@@ -411,7 +414,25 @@ def _train():
         plot_history(result.history, plot, f"{FLAGS.dataset} {net.sizes}", result.best_epoch,
                      result.stopped_early)
         say(f"learning curves: {plot}")
-    _report(result, start["start_epoch"], net, X_test, test_ds.y, train_ds.task, say)
+    _report(result, start["start_epoch"], net, X_test, y_test, train_ds.task, say)
+
+
+def _target_standardizer(train_ds):
+    """A regression's targets are learnt standardised (mean 0, std 1 over the training rows),
+    so a target in the hundreds of thousands trains as well as one near 1; `jaxbp.load_model`
+    maps the outputs back. Class labels: None."""
+    from jaxbp import data
+
+    if train_ds.task != "regression":
+        return None
+    return data.Standardizer().fit(train_ds.y.reshape(len(train_ds.y), -1))
+
+
+def _standardized(y_scaler, y):
+    """y through a regression's target standardiser (same shape), or y itself."""
+    if y_scaler is None:
+        return y
+    return y_scaler.transform(y.reshape(len(y), -1)).reshape(y.shape)
 
 
 def _output_flag():
@@ -452,13 +473,13 @@ def _use_dtype():
         jax.config.update("jax_enable_x64", True)
 
 
-def _run_record(train_ds, scaler):
+def _run_record(train_ds, scaler, y_scaler):
     """A checkpoint's extra: the model (`jaxbp.model_file.run_record`: the task, classes,
-    feature names, target and standardiser) and the flags that define the run."""
+    feature names, target and standardisers) and the flags that define the run."""
     from jaxbp import model_file
 
     return {**model_file.run_record(train_ds.task, train_ds.classes, train_ds.feature_names,
-                                    FLAGS.target, scaler),
+                                    FLAGS.target, scaler, y_scaler),
             "flags": {name: FLAGS[name].value for name in (*_RUN_FLAGS, "epochs")}}
 
 
@@ -698,7 +719,8 @@ def _report(result, start_epoch, net, X_test, y_test, task, say):
         line += f"; stopped early, best epoch {result.best_epoch + 1} restored"
     say(line)
     what = "R²" if task == "regression" else "accuracy"
-    say(f"test cost: {ev['cost']:.4f}")
+    standardized = " (of the standardised target)" if task == "regression" else ""
+    say(f"test cost: {ev['cost']:.4f}{standardized}")
     say(f"test {what}: {100 * ev['score']:.2f}%" if what == "accuracy" else
         f"test {what}: {ev['score']:.4f}")
 
@@ -735,7 +757,8 @@ def _evaluate():
     if c.extra.get("classes") is not None and test_ds.classes.tolist() != c.extra["classes"]:
         _fail(f"--checkpoint: trained on classes {c.extra['classes']}, the data now has "
               f"{test_ds.classes.tolist()}")
-    ev = jaxbp.evaluate(model.net, model.params, model.transform(test_ds.X), test_ds.y)
+    y_test = _standardized(model.target_standardizer, test_ds.y)
+    ev = jaxbp.evaluate(model.net, model.params, model.transform(test_ds.X), y_test)
     what = "R²" if model.task == "regression" else "accuracy"
     print(json.dumps({"checkpoint": FLAGS.checkpoint, "dataset": FLAGS.dataset,
                       "test_rows": len(test_ds.X), "cost": ev["cost"], what: ev["score"]}))

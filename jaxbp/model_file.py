@@ -13,6 +13,9 @@ by `jaxbp train` holds in its `extra` (JSON; `jaxbp.load_checkpoint(path).extra`
 - "target": the name of the target column (a csv: dataset's --target), else null.
 - "mean", "scale": the standardiser fitted on the training rows: the network takes
   z = (x − mean) / scale, column by column.
+- "target_mean", "target_scale" (a regression): the standardiser of the training targets: the
+  network learns (y − target_mean) / target_scale, and its outputs are mapped back,
+  output · target_scale + target_mean. Absent (older files, classes): outputs are the values.
 - "flags": the `jaxbp train` flags that define the run, e.g. {"dataset": "csv:houses.csv",
   "target": "price", "hidden": [64, 32], "lr": 0.001, ..., "epochs": 200}: what `--resume`
   restores (`jaxbp.cli`).
@@ -51,14 +54,19 @@ def load_model(path):
     return SavedModel.from_checkpoint(checkpoint.load_checkpoint(path), where=str(path))
 
 
-def run_record(task, classes, feature_names, target, standardizer):
+def run_record(task, classes, feature_names, target, standardizer, target_standardizer=None):
     """The model's part of a checkpoint's run record (see the module docstring): the task, the
     class labels (a NumPy array or None), the feature names (or None), the target column's name
-    (or None) and the fitted `jaxbp.data.Standardizer`."""
-    return {"task": task, "classes": None if classes is None else classes.tolist(),
-            "feature_names": None if feature_names is None else list(feature_names),
-            "target": target, "mean": standardizer.mean_.tolist(),
-            "scale": standardizer.scale_.tolist()}
+    (or None), the fitted `jaxbp.data.Standardizer` of the rows and, for a regression, of the
+    targets."""
+    record = {"task": task, "classes": None if classes is None else classes.tolist(),
+              "feature_names": None if feature_names is None else list(feature_names),
+              "target": target, "mean": standardizer.mean_.tolist(),
+              "scale": standardizer.scale_.tolist()}
+    if target_standardizer is not None:
+        record.update(target_mean=target_standardizer.mean_.tolist(),
+                      target_scale=target_standardizer.scale_.tolist())
+    return record
 
 
 class SavedModel:
@@ -74,15 +82,18 @@ class SavedModel:
         target: the training target column's name, or None.
         standardizer: the training rows' `jaxbp.data.Standardizer`, or None (rows are taken
             as they are).
+        target_standardizer: a regression's training targets' `Standardizer` (predictions are
+            mapped back through it), or None (the outputs are the values).
     """
 
     def __init__(self, net, params, *, task, classes=None, feature_names=None, target=None,
-                 standardizer=None):
+                 standardizer=None, target_standardizer=None):
         self.net, self.params, self.task = net, params, task
         self.classes_ = None if classes is None else np.asarray(classes)
         self.feature_names_in_ = None if feature_names is None else tuple(feature_names)
         self.n_features_in_ = net.sizes[0]
         self.target, self.standardizer = target, standardizer
+        self.target_standardizer = target_standardizer
 
     @classmethod
     def from_checkpoint(cls, ckpt, where="checkpoint"):
@@ -93,7 +104,8 @@ class SavedModel:
             task = _task(net, extra.get("task"))
             return cls(net, ckpt.params, task=task, classes=_classes(net, task, extra),
                        feature_names=_names(net, extra.get("feature_names")),
-                       target=_target(extra.get("target")), standardizer=_standardizer(net, extra))
+                       target=_target(extra.get("target")), standardizer=_standardizer(net, extra),
+                       target_standardizer=_target_standardizer(net, task, extra))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}: run record {e}") from None
 
@@ -150,7 +162,10 @@ class SavedModel:
     def predict(self, X):
         """The class labels (m,) of raw rows X, or for a regression the values: (m,) for one
         target, (m, k) for k."""
-        return data.from_columns(self._outputs(X).T, self.task, self.classes_)
+        A = self._outputs(X)
+        if self.target_standardizer is not None:
+            A = self.target_standardizer.inverse_transform(A)
+        return data.from_columns(A.T, self.task, self.classes_)
 
     def predict_proba(self, X):
         """Each class's probability, (m, n_classes), columns in the order of `classes_`: the
@@ -220,3 +235,14 @@ def _standardizer(net, extra):
         raise ValueError(f"'mean': expected {net.sizes[0]} numbers, one per input of the "
                          f"network, got {mean!r:.80}")
     return data.Standardizer(mean, extra.get("scale"))
+
+
+def _target_standardizer(net, task, extra):
+    """A regression's recorded target `data.Standardizer`, or None where the record has none."""
+    if "target_mean" not in extra and "target_scale" not in extra:
+        return None
+    mean, n_L = extra.get("target_mean"), net.sizes[-1]
+    if task != "regression" or not isinstance(mean, list) or len(mean) != n_L:
+        raise ValueError(f"'target_mean': expected {n_L} numbers for a regression's {n_L} "
+                         f"outputs, got {mean!r:.80} for a {task} task")
+    return data.Standardizer(mean, extra.get("target_scale"))
