@@ -496,8 +496,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             J = float(J)
             if not math.isfinite(J):
                 raise DivergenceError(
-                    f"epoch {epoch}: the training cost became {J}; try a smaller learning "
-                    f"rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
+                    f"epoch {epoch} (counted from 0): the training cost became {J}; try a "
+                    f"smaller learning rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
             record = {"epoch": epoch, "lr": lr, "train_cost": J}
             if val is not None:
                 record |= {"val_cost": float(val[0]), "val_score": float(val[1])}

@@ -171,7 +171,8 @@ def test_regression_csv_and_divergence_keeps_last_good_checkpoint(tmp_path):
                     "--checkpoint_dir", str(ck), "--checkpoint_every", "0")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr  # the run failed
     assert "smaller learning rate" in bad.stderr
-    diverged_at = int(bad.stderr.split("epoch ")[1].split(":")[0])
+    diverged_at = int(re.search(r"epoch (\d+) \(counted from 0\): the training cost",
+                                bad.stderr).group(1))
     from jaxbp.checkpoint import load_checkpoint
 
     c = load_checkpoint(ck / "checkpoint.npz")  # the last good epoch, intact and finite
