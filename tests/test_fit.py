@@ -151,6 +151,38 @@ def test_shuffle_is_a_permutation_fixed_by_the_key(m):
         assert not np.array_equal(p, np.asarray(_shuffle(jax.random.key(4), m)))
 
 
+def shuffle_oracle(key, m):
+    """fit's epoch order as its docstring specifies it, restated in NumPy: with b = the bits of
+    m − 1 (at least 1) and above 20 of them, jax.random.permutation; else 1 round if m² <
+    2^(33 − b), 2 otherwise, each a stable sort of the order by the high 32 − b bits of one row
+    of Philox words (XLA's RngBitGenerator, seeded by the key's first two words and the same
+    xor 0x5BD1E995)."""
+    bits = max(1, (m - 1).bit_length())
+    if bits > 20:
+        return np.asarray(jax.random.permutation(key, m))
+    rounds = 1 if m * m < 2 ** (33 - bits) else 2
+    data = np.asarray(jax.random.key_data(key), np.uint32).reshape(-1)[:2]
+    seed = jnp.asarray(np.concatenate([data, data ^ np.uint32(0x5BD1E995)]))
+    _, words = jax.lax.rng_bit_generator(seed, (rounds, m), jnp.uint32,
+                                         algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX)
+    high = np.asarray(words) >> np.uint32(bits)
+    order = np.arange(m)
+    for r in range(rounds):  # row r's word p goes with the order's position p
+        order = order[np.argsort(high[r], kind="stable")]
+    return order
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 200, 1797, 2047, 5000, 2**19 + 1, 2**20 + 1])
+def test_shuffle_is_the_documented_philox_sort(m):
+    """Every branch: 1 round (m ≤ 2047 here: 2047² is just under 2^(33 − 11)), 2 rounds (5000),
+    20 bits (the last sort), the permutation fallback; two keys each."""
+    from jaxbp.fit import _shuffle
+
+    for seed in (3, 12345):
+        key = jax.random.key(seed)
+        np.testing.assert_array_equal(np.asarray(_shuffle(key, m)), shuffle_oracle(key, m))
+
+
 def test_shuffle_is_uniform():
     # Where each of 6 examples lands, over 3000 keys: a chi-square test of the 36 counts
     # against the uniform 3000/6 = 500. The keys are fixed, so the test is deterministic;
