@@ -147,7 +147,10 @@ def _dropout_masks(net, key, p, m, dtype):
     if p == 0.0:
         return ()
     keys = jax.random.split(key, net.L)
-    keep = [jax.random.bernoulli(keys[l], 1.0 - p, (net.sizes[l], m)) for l in range(1, net.L)]
+    # Uniforms in the network's float type (float32 at least): a Python float p would draw
+    # float64 ones when 64-bit types are on, so the masks would depend on that global flag.
+    keep_p = jnp.asarray(1.0 - p, jnp.float64 if dtype == jnp.float64 else jnp.float32)
+    keep = [jax.random.bernoulli(keys[l], keep_p, (net.sizes[l], m)) for l in range(1, net.L)]
     return (None, *[k.astype(dtype) / (1.0 - p) for k in keep])
 
 

@@ -1,9 +1,13 @@
 """float32 by default, float64 end to end under x64, and the bfloat16 matmul policy."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from oracle import oracle
+from test_gpu_paths import ENTRIES, _lowered, _problem
 
 import jaxbp
 from jaxbp.model import default_dtype
@@ -92,3 +96,15 @@ def test_bfloat16_matmul_policy():
     net32 = jaxbp.MLP(NET.sizes, hidden=NET.hidden, output=NET.output)
     _, grads32 = jaxbp.backward(net32, params, jaxbp.forward(net32, params, X)[1], Y)
     assert not np.array_equal(np.asarray(grads[0][0]), np.asarray(grads32[0][0]))
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_float32_programs_hold_no_float64_array(entry):
+    """With 64-bit types on (as in this session), every compiled program of a float32 network
+    computes in float32: no float64 array anywhere in its StableHLO (a Python scalar is a
+    float64 constant converted at once, allowed). Catches a buffer, a cast or random draws
+    that would follow the global x64 flag instead of the network's dtype (fit's flat vector,
+    its dropout uniforms)."""
+    net, params, X, Y = _problem("float32")
+    arrays = set(re.findall(r"tensor<(?:\d+x)+f64>", _lowered(entry, net, params, X, Y)))
+    assert not arrays, arrays
