@@ -48,6 +48,69 @@ def test_epoch_equals_train_steps_with_ragged_last_batch():
                                rtol=RTOL)
 
 
+def _hand_epochs(net, opt_of_epoch, params, X, y, b, key, epochs, shuffle=True):
+    """fit's epochs as its docstring states them, with train_step: epoch e orders the rows by
+    `_shuffle(k, m)`, k the first key of split(fold_in(key, e)), and steps over batches of b
+    with the optimizer `opt_of_epoch(e)` (its state carried over)."""
+    from jaxbp.fit import _shuffle
+
+    Y = np.eye(net.sizes[-1])[y].T
+    state = opt_of_epoch(0).init(params)
+    for e in range(epochs):
+        k_perm, _ = jax.random.split(jax.random.fold_in(jax.random.key(key), e))
+        order = np.asarray(_shuffle(k_perm, len(y))) if shuffle else np.arange(len(y))
+        for i in range(0, len(y), b):
+            cols = order[i:i + b]
+            params, state, _ = jaxbp.train_step(net, opt_of_epoch(e), params, state,
+                                                X[cols].T, Y[:, cols])
+    return params, state
+
+
+def test_epochs_shuffle_by_the_documented_key():
+    """shuffle=True (the default) takes each epoch's batches in the order of the documented
+    key; 3 epochs of 4 batches, not in row order."""
+    X, y = blobs(16)
+    opt = jaxbp.optim.sgd(0.2, momentum=0.5)
+    res = jaxbp.fit(NET, X, y, opt=opt, epochs=3, batch_size=4, key=7, params=params0(),
+                    progress=False)
+    want, state = _hand_epochs(NET, lambda e: opt, params0(), X, y, 4, key=7, epochs=3)
+    assert_same(res.params, want, rtol=1e-10)
+    assert_same(res.opt_state, state, rtol=1e-10)
+    unshuffled, _ = _hand_epochs(NET, lambda e: opt, params0(), X, y, 4, key=7, epochs=3,
+                                 shuffle=False)
+    assert not np.allclose(np.asarray(res.params[0][0]), np.asarray(unshuffled[0][0]))
+
+
+def test_the_schedules_rate_is_the_one_each_epoch_steps_with():
+    """Schedule("step", gamma=0.5, step_size=1): epoch e steps with lr · 0.5^e, as the same
+    epochs with sgd(lr · 0.5^e) do (plain SGD has no state, so the rate is all that changes)."""
+    X, y = blobs(12)
+    res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.sgd(0.4), epochs=3, batch_size=6, key=1,
+                    schedule=jaxbp.Schedule("step", gamma=0.5, step_size=1), params=params0(),
+                    progress=False)
+    want, _ = _hand_epochs(NET, lambda e: jaxbp.optim.sgd(0.4 * 0.5**e), params0(), X, y, 6,
+                           key=1, epochs=3)
+    assert_same(res.params, want, rtol=1e-10)
+
+
+def test_a_network_above_the_in_place_threshold_trains_as_the_steps_do():
+    """From IN_PLACE_MIN parameters on, the step orders its reads before its writes (`in_place`)
+    so XLA updates the weights in place: the numbers stay those of train_step."""
+    from jaxbp.backprop import IN_PLACE_MIN
+
+    net = jaxbp.MLP((256, 256, 3), hidden="tanh", output="softmax")
+    assert net.num_params() >= IN_PLACE_MIN
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(8, 256)), rng.integers(0, 3, 8)
+    params = jaxbp.init(net, jax.random.key(0), dtype="float64")
+    opt = jaxbp.optim.adam(1e-3)
+    res = jaxbp.fit(net, X, y, opt=opt, epochs=2, batch_size=4, key=2, params=params,
+                    progress=False)
+    want, state = _hand_epochs(net, lambda e: opt, params, X, y, 4, key=2, epochs=2)
+    assert_same(res.params, want, rtol=1e-10)
+    assert_same(res.opt_state, state, rtol=1e-10)
+
+
 def test_sample_weight_integer_weights_equal_repeated_rows():
     X, y = blobs(12)
     w = np.array([1, 2, 1, 3, 1, 1, 2, 1, 1, 1, 2, 1])
