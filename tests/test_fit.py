@@ -111,6 +111,33 @@ def test_a_network_above_the_in_place_threshold_trains_as_the_steps_do():
     assert_same(res.opt_state, state, rtol=1e-10)
 
 
+def test_padding_each_batch_with_zero_weight_columns_changes_nothing():
+    """The epoch program's batch_pad (used so a mesh divides each batch) adds columns that
+    weigh 0: the epoch is the unpadded one (float64: to rounding), and a float32 network's
+    padded program still holds no float64 array."""
+    import re
+
+    from jaxbp.fit import _epoch, _Static
+
+    X, y = blobs(10)  # batches of 4: 4, 4, 2 rows
+    Xc, Yc = jnp.asarray(X.T), jnp.asarray(np.eye(3)[y].T)
+    opt = jaxbp.optim.sgd(0.3, momentum=0.9)
+
+    def epoch(pad, params, X, Y, dtype):
+        args = (params, opt.init(params), X, Y, jnp.ones(10, dtype), jax.random.key(3),
+                np.int32(1), np.asarray(0.3, dtype), np.asarray(0.1, dtype))
+        return _epoch, (NET, opt, _Static(4, True, 0.0, True, None, pad), *args)
+
+    f, args = epoch(0, params0(), Xc, Yc, np.float64)
+    want = f(*args)
+    f, args = epoch(3, params0(), Xc, Yc, np.float64)
+    assert_same(f(*args), want, rtol=1e-12)
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), params0())
+    f, args = epoch(3, p32, Xc.astype(jnp.float32), Yc.astype(jnp.float32), np.float32)
+    text = f.lower(*args).as_text()
+    assert not re.findall(r"tensor<(?:\d+x)+f64>", text)
+
+
 def test_sample_weight_integer_weights_equal_repeated_rows():
     X, y = blobs(12)
     w = np.array([1, 2, 1, 3, 1, 1, 2, 1, 1, 1, 2, 1])
