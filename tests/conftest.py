@@ -5,16 +5,30 @@ of a silent (n, n) bug; strict dtype promotion stops float32 and float64 from mi
 x64 is on so the oracle tests can run in float64; float32 tests ask for float32 explicitly.
 """
 
+import getpass
 import importlib
 import os
+import tempfile
 
 # Several test processes may share one GPU: allocate memory on demand, not 75% up front.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jax  # importing starts no backend: XLA_FLAGS is read when one starts
-import pytest
+# One persistent compilation cache for the session, its xdist workers and the processes the
+# tests start (the CLI's subprocesses compile the same programs test after test). JAX keys an
+# entry by the program itself (and its version and flags), so a changed program is compiled
+# anew: the cache saves time, it cannot change a result. Not under mutmut (its own is below);
+# JAXBP_TEST_COMPILATION_CACHE=0 turns it off.
+_MUTANT = os.environ.get("MUTANT_UNDER_TEST")
+if not _MUTANT and os.environ.get("JAXBP_TEST_COMPILATION_CACHE", "1") != "0":
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+        tempfile.gettempdir(), f"jaxbp-test-compilation-cache-{getpass.getuser()}"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-from jaxbp.backends import deterministic_gpu_ops
+# (imports after the environment above: JAX reads it on import)
+import jax  # noqa: E402  (importing starts no backend: XLA_FLAGS is read when one starts)
+import pytest  # noqa: E402
+
+from jaxbp.backends import deterministic_gpu_ops  # noqa: E402
 
 # Deterministic GPU kernels in this process and the processes the tests start (a resumed run
 # compared with an uninterrupted one, the CLI): a no-op on CPU.
@@ -32,7 +46,6 @@ jax.config.update("jax_enable_x64", True)
 # Mutation testing (docs/mutation.md). mutmut runs each mutant in a fresh process with
 # MUTANT_UNDER_TEST set; "stats" is its one traced run that learns which tests call which
 # function.
-_MUTANT = os.environ.get("MUTANT_UNDER_TEST")
 if _MUTANT:
     # A persistent compilation cache shared by the mutant processes: a program a mutant leaves
     # unchanged is compiled once for the whole run, not once per mutant (a changed program has
