@@ -32,16 +32,10 @@ POLL_S = 0.002  # between reads of the checkpoint's header (~1 ms each)
 FIRST_CHECKPOINT_S = 180
 
 
-def _default_sigint():
-    # As at a terminal: a test run started in the background (`cmd &` in a script) has SIGINT
-    # ignored, its children inherit that, and the CLI keeps an ignored SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(*args):
     return subprocess.Popen([sys.executable, "-m", "jaxbp", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            env=cli_env(), preexec_fn=_default_sigint)
+                            env=cli_env())
 
 
 def _finish(proc, timeout=300):
