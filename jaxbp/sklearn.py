@@ -562,12 +562,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, first_pass, classes):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              dtype=(np.float64, np.float32), reset=first_pass)
-        if sparse.issparse(X):
-            X = X.toarray()
-        if sparse.issparse(y):
-            y = y.toarray()
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        X, y = _dense_rows(X, y)
         check_classification_targets(y)
         multilabel = type_of_target(y).startswith("multilabel")
         if first_pass:
@@ -695,12 +690,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, first_pass, classes):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=first_pass)
-        if sparse.issparse(X):
-            X = X.toarray()
-        if sparse.issparse(y):
-            y = y.toarray()
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        X, y = _dense_rows(X, y)
         Y = np.asarray(y, np.float64).reshape(len(y), -1)
         return X, Y, None, None, "identity", None
 
@@ -711,3 +701,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Predictions (n_samples,) for 1-D training targets, else (n_samples, k)."""
         Z = self._logits(X)  # identity output: A^L = Z^L
         return Z[:, 0] if self.n_outputs_ == 1 else Z
+
+
+def _dense_rows(X, y):
+    """X and y as dense arrays (scikit-learn's sparse input densified), a one-column y as 1-D
+    (with scikit-learn's DataConversionWarning)."""
+    if sparse.issparse(X):
+        X = X.toarray()
+    if sparse.issparse(y):
+        y = y.toarray()
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return X, y
