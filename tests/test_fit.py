@@ -2,6 +2,7 @@
 determinism, resuming, validation, early stopping, schedules, divergence, callbacks."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -271,6 +272,19 @@ def test_shuffle_is_the_documented_philox_sort(m):
     for seed in (3, 12345) if m < 2**19 else (3,):  # the large ones: one key (~1 s each)
         key = jax.random.key(seed)
         np.testing.assert_array_equal(np.asarray(_shuffle(key, m)), shuffle_oracle(key, m))
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_epoch_order_is_a_philox_stream_on_every_backend(platform):
+    """fit's shuffle names XLA's Philox algorithm (a backend's default may differ), so the
+    epoch order is the same on CPU and GPU."""
+    from jaxbp.fit import _shuffle
+
+    shuffle = jax.jit(_shuffle, static_argnums=1)
+    text = jax.export.export(shuffle, platforms=[platform])(jax.random.key(0), 1797).mlir_module()
+    generators = re.findall(r"stablehlo\.rng_bit_generator[^\n]*", text)
+    assert generators and all(re.search(r"algorithm =\s+PHILOX", g) for g in generators), (
+        generators)
 
 
 def test_shuffle_is_uniform():
