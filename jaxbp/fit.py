@@ -385,8 +385,65 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
     opt = optim.adam(1e-3) if opt is None else opt
     optim.check_is_optimizer(opt)
-    epochs = _positive_int("epochs", epochs)
+    epochs, patience = _positive_int("epochs", epochs), _positive_int("patience", patience)
     key = _as_key(key)
+    X, Y, w = _training_rows(net, X, y, sample_weight)
+    dropout = _fraction("dropout", dropout)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+        raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
+    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    X, Y, w, held_out = _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data)
+    m = X.shape[0]
+    batch_size = min(200, m) if batch_size is None else _positive_int("batch_size", batch_size)
+    batch_size = min(batch_size, m)
+    if params is None:
+        params = init(net, jax.random.fold_in(key, 2**31 - 2))
+    params, state, columns, val_columns, batch_pad = _place(
+        net, opt, params, opt_state, X, Y, w, held_out, mesh, batch_size)
+    cfg = _Static(batch_size, bool(shuffle), dropout, alpha > 0, mesh, batch_pad)
+    history = _history(history, held_out is not None)
+    monitor = "val_cost" if held_out is not None else "train_cost"
+    best, best_epoch, best_params, waited = math.inf, None, None, 0
+    bar = _progress_bar(progress, epochs)
+    epochs_run = _dispatched_epochs(
+        net, opt, cfg, params, state, columns, val_columns, key, schedule,
+        range(start_epoch, start_epoch + epochs), alpha,
+        _lookahead(lookahead, callback, checkpoint, params, state))
+    stopped_early, epoch, t_last = False, start_epoch - 1, time.perf_counter()
+    try:
+        for epoch, lr, params, state, J, val in epochs_run:
+            record = _record(epoch, lr, J, val, alpha)
+            now = time.perf_counter()
+            record["seconds"], t_last = now - t_last, now
+            for k, v in record.items():
+                history[k].append(v)
+            if record[monitor] < best - min_delta:
+                best, best_epoch, best_params, waited = record[monitor], epoch, params, 0
+            else:
+                waited += 1
+            _show(bar, record)
+            if checkpoint is not None:
+                checkpoint(FitResult(params, state, history, epoch - start_epoch + 1,
+                                     best_epoch, False, key), epoch)
+            if callback is not None and callback(dict(record)) is True:
+                break
+            if early_stopping and waited >= patience:
+                stopped_early = True
+                break
+    finally:
+        epochs_run.close()  # drops the epochs dispatched past a stop
+        if bar is not None:
+            bar.close()
+    if stopped_early and restore_best and best_params is not None:
+        params = best_params
+    return FitResult(params, state, history, epoch - start_epoch + 1, best_epoch, stopped_early,
+                     key)
+
+
+def _training_rows(net, X, y, sample_weight):
+    """X (m, n_0), its targets Y (n_L, m) and the weights w (m,) as NumPy, checked."""
     X = _rows("X", X, net.sizes[0])
     Y = targets_from_labels(net, y)
     if Y.shape[1] != X.shape[0]:
@@ -397,141 +454,129 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         raise ValueError(f"sample_weight: expected {m} finite weights >= 0 with at least one "
                          f"non-zero weight, got shape {w.shape}, min {np.min(w, initial=0):g}, "
                          f"sum {np.sum(w):g}")
-    validation_fraction = _fraction("validation_fraction", validation_fraction)
-    dropout = _fraction("dropout", dropout)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-        raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
-    patience = _positive_int("patience", patience)
-    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    return X, Y, w
 
-    X_val = Y_val = None
+
+def _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data):
+    """(X, Y, w) left for training and (X_val, Y_val) or None: `validation_data` as given, or
+    a fraction of the rows chosen with the key (stratified for class labels where every class
+    can be split in proportion, as the test split is)."""
+    validation_fraction = _fraction("validation_fraction", validation_fraction)
     if validation_data is not None:
         X_val = _rows("validation_data[0]", validation_data[0], net.sizes[0])
-        Y_val = targets_from_labels(net, validation_data[1], name="validation_data[1]")
-    elif validation_fraction > 0:
-        n_val = max(1, round(validation_fraction * m))
-        if n_val >= m:
-            raise ValueError(f"validation_fraction: {validation_fraction} leaves no training "
-                             f"examples of {m}")
-        seed = int(jax.random.randint(jax.random.fold_in(key, 2**31 - 1), (), 0, 2**31 - 1))
-        labels = np.asarray(y)
-        classify = net.loss != "mse" and labels.ndim == 1
-        try:  # stratified for class labels, as the test split is
-            train, val = data.split_indices(labels, validation_fraction, seed=seed,
-                                            stratify=classify, name="validation_fraction")
-        except ValueError:  # a class with a single row cannot be split in proportion
-            train, val = data.split_indices(labels, validation_fraction, seed=seed,
-                                            stratify=False, name="validation_fraction")
-        X_val, Y_val, X, Y, w = X[val], Y[:, val], X[train], Y[:, train], w[train]
-        m = X.shape[0]
+        return X, Y, w, (X_val, targets_from_labels(net, validation_data[1],
+                                                    name="validation_data[1]"))
+    if validation_fraction == 0:
+        return X, Y, w, None
+    m = X.shape[0]
+    if max(1, round(validation_fraction * m)) >= m:
+        raise ValueError(f"validation_fraction: {validation_fraction} leaves no training "
+                         f"examples of {m}")
+    seed = int(jax.random.randint(jax.random.fold_in(key, 2**31 - 1), (), 0, 2**31 - 1))
+    labels = np.asarray(y)
+    classify = net.loss != "mse" and labels.ndim == 1
+    try:
+        train, val = data.split_indices(labels, validation_fraction, seed=seed,
+                                        stratify=classify, name="validation_fraction")
+    except ValueError:  # a class with a single row cannot be split in proportion
+        train, val = data.split_indices(labels, validation_fraction, seed=seed,
+                                        stratify=False, name="validation_fraction")
+    return X[train], Y[:, train], w[train], (X[val], Y[:, val])
 
-    batch_size = min(200, m) if batch_size is None else _positive_int("batch_size", batch_size)
-    batch_size = min(batch_size, m)
-    if params is None:
-        params = init(net, jax.random.fold_in(key, 2**31 - 2))
+
+def _place(net, opt, params, opt_state, X, Y, w, held_out, mesh, batch_size):
+    """Checked params and optimizer state, the training columns (X^T, Y, w) and the validation
+    columns (or None) on the device, replicated over the mesh's devices if there is one; and
+    the zero-weight columns that pad each batch to a multiple of the mesh's devices."""
     params = validate.params(net, params)
-    dtype = validate.param_dtype(params)
     Xc = validate.inputs(net, params, X.T)  # the one transpose to column-major
-    Yc = validate.targets(net, params, Y, m=m)
-    wc = jnp.asarray(w, dtype)
-    if X_val is not None:
-        Xv = validate.inputs(net, params, X_val.T, name="validation X")
-        Yv = validate.targets(net, params, Y_val, m=Xv.shape[1], name="validation y")
+    columns = (Xc, validate.targets(net, params, Y, m=X.shape[0]),
+               jnp.asarray(w, validate.param_dtype(params)))
+    val_columns = None
+    if held_out is not None:
+        Xv = validate.inputs(net, params, held_out[0].T, name="validation X")
+        val_columns = (Xv, validate.targets(net, params, held_out[1], m=Xv.shape[1],
+                                            name="validation y"))
     state = opt.init(params) if opt_state is None else opt_state
     optim.check(opt, state, params)
-    batch_pad = 0
-    if mesh is not None:
-        if not isinstance(mesh, jax.sharding.Mesh) or mesh.axis_names != (AXIS,):
-            raise TypeError(f"mesh: expected jaxbp.parallel.data_mesh(...), got {mesh!r:.80}")
-        batch_pad = (-batch_size) % mesh.devices.size
-        Xc, Yc, wc, params, state = replicate((Xc, Yc, wc, params, state), mesh)
-        if X_val is not None:
-            Xv, Yv = replicate((Xv, Yv), mesh)
-    cfg = _Static(batch_size, bool(shuffle), dropout, alpha > 0, mesh, batch_pad)
+    if mesh is None:
+        return params, state, columns, val_columns, 0
+    if not isinstance(mesh, jax.sharding.Mesh) or mesh.axis_names != (AXIS,):
+        raise TypeError(f"mesh: expected jaxbp.parallel.data_mesh(...), got {mesh!r:.80}")
+    columns, params, state = replicate((columns, params, state), mesh)
+    if val_columns is not None:
+        val_columns = replicate(val_columns, mesh)
+    return params, state, columns, val_columns, (-batch_size) % mesh.devices.size
 
+
+def _history(history, validating):
+    """A copy of `history` (a resumed run's) with a list for every record's key."""
     history = {k: list(v) for k, v in (history or {}).items()}
     for k in ("epoch", "lr", "train_cost", "seconds") + (("val_cost", "val_score")
-                                                         if X_val is not None else ()):
+                                                         if validating else ()):
         history.setdefault(k, [])
-    monitor = "val_cost" if X_val is not None else "train_cost"
-    best, best_epoch, best_params, waited = math.inf, None, None, 0
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    return history
 
-        bar = tqdm(total=epochs, desc="fit", unit="epoch", leave=True)
-    # Epochs are dispatched ahead of the one being read back (JAX runs them asynchronously):
-    # while Python records epoch e, the device already runs e+1, e+2, ... Each dispatched
-    # epoch keeps its own params, so stopping at e (early stopping, a diverging cost) returns
-    # exactly what a one-at-a-time loop returns; the epochs run past e are discarded. With a
-    # callback or checkpoint hook every epoch is shown to it before the next is dispatched
-    # (a hook may change what comes next, e.g. scikit-learn's 'adaptive' learning rate).
+
+def _progress_bar(progress, epochs):
+    if not (sys.stderr.isatty() if progress is None else progress):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, desc="fit", unit="epoch", leave=True)
+
+
+def _show(bar, record):
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
+                         if k in ("train_cost", "val_cost", "val_score")})
+
+
+def _lookahead(lookahead, callback, checkpoint, params, state):
+    """How many epochs may run ahead of the one read back: see `fit`'s docstring."""
     nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
     within = int(max(1, (64 << 20) // max(nbytes, 1)))  # pending epochs' params: <= 64 MiB
     if lookahead is not None:
-        lookahead = min(_positive_int("lookahead", lookahead), within)
-    elif callback is not None or checkpoint is not None:
-        lookahead = 1
-    else:
-        lookahead = min(8, within)
-    end_epoch = start_epoch + epochs
-    pending = collections.deque()  # (epoch, lr, params, state, J, (val_cost, val_score))
-    last_params, last_state, next_epoch = params, state, start_epoch
-    stopped_early, epoch = False, start_epoch - 1
-    t_last = time.perf_counter()
-    try:
-        while True:
-            while len(pending) < lookahead and next_epoch < end_epoch:
-                lr = schedule(opt.lr, next_epoch, end_epoch, next_epoch * m)
-                last_params, last_state, J = _epoch(  # scalars as NumPy: no extra dispatch
-                    net, opt, cfg, last_params, last_state, Xc, Yc, wc, key,
-                    np.int32(next_epoch), np.asarray(lr, dtype), np.asarray(alpha, dtype))
-                val = _evaluate(net, last_params, Xv, Yv) if X_val is not None else None
-                pending.append((next_epoch, lr, last_params, last_state, J, val))
-                next_epoch += 1
-            if not pending:
-                break
-            epoch, lr, params, state, J, val = pending.popleft()
-            J = float(J)
-            if not math.isfinite(J):
-                raise DivergenceError(
-                    f"epoch {epoch} (counted from 0): the training cost became {J}; try a "
-                    f"smaller learning rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
-            record = {"epoch": epoch, "lr": lr, "train_cost": J}
-            if val is not None:
-                record |= {"val_cost": float(val[0]), "val_score": float(val[1])}
-            now = time.perf_counter()
-            record["seconds"], t_last = now - t_last, now
-            for k, v in record.items():
-                history[k].append(v)
-            current = record[monitor]
-            if current < best - min_delta:
-                best, best_epoch, waited = current, epoch, 0
-                best_params = params
-            else:
-                waited += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4g}" for k, v in record.items()
-                                 if k in ("train_cost", "val_cost", "val_score")})
-            if checkpoint is not None:
-                checkpoint(FitResult(params, state, history, epoch - start_epoch + 1,
-                                     best_epoch, False, key), epoch)
-            if callback is not None and callback(dict(record)) is True:
-                break
-            if early_stopping and waited >= patience:
-                stopped_early = True
-                break
-    finally:
-        pending.clear()
-        if bar is not None:
-            bar.close()
-    if stopped_early and restore_best and best_params is not None:
-        params = best_params
-    return FitResult(params, state, history, epoch - start_epoch + 1, best_epoch, stopped_early,
-                     key)
+        return min(_positive_int("lookahead", lookahead), within)
+    if callback is not None or checkpoint is not None:
+        return 1
+    return min(8, within)
 
+
+def _dispatched_epochs(net, opt, cfg, params, state, columns, val_columns, key, schedule,
+                       epochs, alpha, lookahead):
+    """Yields (epoch, lr, params, state, J, (val_cost, val_score) or None) for each epoch in
+    order, keeping up to `lookahead` epochs dispatched to the device ahead of the one yielded
+    (JAX runs them asynchronously): while Python records epoch e, the device already runs
+    e+1, e+2, ... Each dispatched epoch keeps its own params, so stopping at e (early
+    stopping, a diverging cost) returns exactly what a one-at-a-time loop returns; the epochs
+    run past e are discarded when the generator is closed. With lookahead 1 every epoch is
+    shown to the hooks before the next is dispatched (a hook may change what comes next,
+    e.g. scikit-learn's 'adaptive' learning rate)."""
+    (Xc, Yc, wc), dtype = columns, validate.param_dtype(params)
+    m, end, pending = Xc.shape[1], epochs.stop, collections.deque()
+    for epoch in epochs:
+        lr = schedule(opt.lr, epoch, end, epoch * m)
+        params, state, J = _epoch(  # scalars as NumPy: no extra dispatch
+            net, opt, cfg, params, state, Xc, Yc, wc, key, np.int32(epoch),
+            np.asarray(lr, dtype), np.asarray(alpha, dtype))
+        val = _evaluate(net, params, *val_columns) if val_columns is not None else None
+        pending.append((epoch, lr, params, state, J, val))
+        if len(pending) >= lookahead:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
+
+
+def _record(epoch, lr, J, val, alpha):
+    """The epoch's history record (cost read back from the device), or DivergenceError."""
+    J = float(J)
+    if not math.isfinite(J):
+        raise DivergenceError(
+            f"epoch {epoch} (counted from 0): the training cost became {J}; try a smaller "
+            f"learning rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
+    record = {"epoch": epoch, "lr": lr, "train_cost": J}
+    if val is not None:
+        record |= {"val_cost": float(val[0]), "val_score": float(val[1])}
+    return record
