@@ -1,6 +1,6 @@
 """jaxbp: multilayer perceptrons trained with hand-written, jitted backpropagation in JAX."""
 
-from jaxbp import optim, parallel, per_sample
+from jaxbp import datasets, optim, parallel, per_sample
 from jaxbp.activations import register_activation
 from jaxbp.backprop import Cache, backward, forward
 from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
@@ -20,6 +20,7 @@ __all__ = [
     "Schedule",
     "backward",
     "check_pending",
+    "datasets",
     "evaluate",
     "fit",
     "forward",

@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxbp import validate
+
 TASKS = ("binary", "multiclass", "regression")
 
 
@@ -60,7 +62,7 @@ class Dataset(NamedTuple):
         return 1 if self.y.ndim == 1 else self.y.shape[1]
 
     def __repr__(self):
-        classes = None if self.classes is None else _short(self.classes.tolist())
+        classes = None if self.classes is None else validate.short(self.classes.tolist())
         return (f"Dataset(name={self.name!r}, task={self.task!r}, X={self.X.shape} "
                 f"{self.X.dtype}, y={self.y.shape} {self.y.dtype}, classes={classes})")
 
@@ -76,10 +78,6 @@ class ArgumentError(ValueError):
 
     def __str__(self):
         return f"{self.argument}: {self.problem}"
-
-
-def _short(values, n=6):
-    return repr(values) if len(values) <= n else f"[{', '.join(map(repr, values[:n]))}, ...]"
 
 
 def _py(v):
@@ -203,7 +201,7 @@ class LabelEncoder:
             uniq = _unique(classes, "classes")
             if len(uniq) != len(classes) or len(uniq) == 0:
                 raise ValueError(f"classes: expected distinct labels, got "
-                                 f"{_short(classes.tolist())}")
+                                 f"{validate.short(classes.tolist())}")
             self.classes_ = uniq
 
     def fit(self, y, name="y"):
@@ -228,8 +226,9 @@ class LabelEncoder:
         ids = np.fromiter((index.get(v, -1) for v in values), np.int64, len(values))
         if np.any(ids < 0):
             bad = sorted({repr(v) for v, i in zip(values, ids, strict=True) if i < 0})
-            raise ValueError(f"{name}: expected labels among {_short(classes.tolist())}, got "
-                             f"{', '.join(bad[:5])} (first at row {int(np.argmax(ids < 0))})")
+            raise ValueError(f"{name}: expected labels among "
+                             f"{validate.short(classes.tolist())}, got {', '.join(bad[:5])} "
+                             f"(first at row {int(np.argmax(ids < 0))})")
         return ids
 
     def fit_transform(self, y, name="y"):
@@ -250,19 +249,6 @@ def _class_ids(ids, k, name):
     return ids.astype(np.int64)
 
 
-# --- scalar checks (jaxbp.datasets uses them too) ------------------------------------------------
-def _positive_int(name, v, minimum=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {v!r}")
-    return int(v)
-
-
-def _seed(v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {v!r}")
-    return int(v)
-
-
 # --- splits --------------------------------------------------------------------------------------
 def split_indices(y, fraction, *, seed=0, stratify=True, name="fraction"):
     """(kept, held_out): sorted row indices, round(fraction·m) of them held out (at least one
@@ -279,7 +265,7 @@ def split_indices(y, fraction, *, seed=0, stratify=True, name="fraction"):
     if m < 2:
         raise ValueError(f"{name}: expected at least 2 rows to split, got {m}")
     n_held = min(max(1, round(fraction * m)), m - 1)
-    rng = np.random.default_rng(_seed(seed))
+    rng = np.random.default_rng(validate.seed(seed))
     if not stratify or y.ndim != 1:
         held = rng.permutation(m)[:n_held]
     else:
@@ -401,7 +387,7 @@ def to_columns(X, y, task, n_classes=None, *, dtype=np.float64):
     if n_classes is None:
         raise ValueError("n_classes: expected the number of classes (len(ds.classes)) for task "
                          "'multiclass', got None")
-    k = _positive_int("n_classes", n_classes, 2)
+    k = validate.positive_int("n_classes", n_classes, 2)
     ids = _class_ids(y, k, "y")
     Y = np.zeros((k, len(ids)), dtype=dtype)
     Y[ids, np.arange(len(ids))] = 1
@@ -447,18 +433,18 @@ def describe(ds) -> dict[str, Any]:
 
 
 # --- moved to jaxbp.datasets ---------------------------------------------------------------------
-_MOVED = ("BUILTIN", "load", "make_xor", "make_spirals", "make_moons", "make_mnist1d",
-          "read_idx", "load_idx", "load_csv", "load_npz")
+# Still reachable here, with a DeprecationWarning. jaxbp.datasets builds on this module, so this
+# module does not import it (that would be a cycle): datasets puts its loaders in `_moved` when
+# it is imported, and `import jaxbp` imports it, so they are there whenever this module is.
+MOVED = ("BUILTIN", "load", "make_xor", "make_spirals", "make_moons", "make_mnist1d",
+         "read_idx", "load_idx", "load_csv", "load_npz")
+_moved: dict[str, Any] = {}
 
 
 def __getattr__(name):
-    """The loaders that moved to `jaxbp.datasets`, still reachable here with a
-    DeprecationWarning. Imported on first use, as `jaxbp.datasets` imports this module."""
-    if name not in _MOVED:
+    if name not in _moved:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from jaxbp import datasets
-
     warnings.warn(f"jaxbp.data.{name} has moved to jaxbp.datasets.{name}; import it from "
                   f"jaxbp.datasets (jaxbp.data.{name} will be removed)", DeprecationWarning,
                   stacklevel=2)
-    return getattr(datasets, name)
+    return _moved[name]

@@ -25,7 +25,8 @@ import zlib
 
 import numpy as np
 
-from jaxbp.data import ArgumentError, _positive_int, _seed, _short, make_dataset
+from jaxbp import data, validate
+from jaxbp.data import ArgumentError, make_dataset
 
 BUILTIN = ("breast_cancer", "digits", "xor", "moons", "spirals", "mnist1d")
 
@@ -92,8 +93,8 @@ def _noise(v):
 def make_xor(n_samples=1000, *, noise=0.1, seed=0):
     """XOR: points uniform in [−1, 1]², label 1 where x1·x2 > 0, then Gaussian noise of std
     `noise` added to the points (not the labels)."""
-    n = _positive_int("n_samples", n_samples, 2)
-    rng = np.random.default_rng(_seed(seed))
+    n = validate.positive_int("n_samples", n_samples, 2)
+    rng = np.random.default_rng(validate.seed(seed))
     X = rng.uniform(-1.0, 1.0, (n, 2))
     y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
     return X + _noise(noise) * rng.standard_normal(X.shape), y
@@ -106,14 +107,14 @@ def make_spirals(n_samples=1000, *, noise=0.1, n_classes=2, turns=1.5, seed=0):
     t = 0.05 + 0.95·sqrt(u), u uniform (more points outside, where the turns are longer), plus
     Gaussian noise of std `noise` on both coordinates; neighbouring arms are 1/(turns·k) apart.
     """
-    n = _positive_int("n_samples", n_samples, 2)
-    k = _positive_int("n_classes", n_classes, 2)
+    n = validate.positive_int("n_samples", n_samples, 2)
+    k = validate.positive_int("n_classes", n_classes, 2)
     if n < k:
         raise ValueError(f"n_samples: expected at least n_classes = {k}, got {n}")
     if isinstance(turns, bool) or not isinstance(turns, (int, float)) or not turns > 0:
         raise ValueError(f"turns: expected a number > 0, got {turns!r}")
     noise = _noise(noise)
-    rng = np.random.default_rng(_seed(seed))
+    rng = np.random.default_rng(validate.seed(seed))
     y = np.repeat(np.arange(k), [n // k + (c < n % k) for c in range(k)])
     t = 0.05 + 0.95 * np.sqrt(rng.random(n))
     angle = 2 * np.pi * turns * t + 2 * np.pi * y / k
@@ -127,8 +128,8 @@ def make_moons(n_samples=1000, *, noise=0.1, seed=0):
     """scikit-learn's two interleaving half circles (`sklearn.datasets.make_moons`)."""
     from sklearn.datasets import make_moons as sk_make_moons
 
-    n = _positive_int("n_samples", n_samples, 2)
-    return sk_make_moons(n, noise=_noise(noise), random_state=_seed(seed))
+    n = validate.positive_int("n_samples", n_samples, 2)
+    return sk_make_moons(n, noise=_noise(noise), random_state=validate.seed(seed))
 
 
 def make_mnist1d(n_samples=5000, *, seed=0):
@@ -139,11 +140,11 @@ def make_mnist1d(n_samples=5000, *, seed=0):
     `get_dataset`. The package's own train/test order is kept: the first 80 % of the rows are
     its training split. NumPy's and Python's global random states, which the package seeds,
     are restored afterwards. (The package's canonical data set uses seed 42.)"""
-    n = _positive_int("n_samples", n_samples, 10)
+    n = validate.positive_int("n_samples", n_samples, 10)
     if n % 10:
         raise ValueError(f"n_samples: expected a multiple of 10 for mnist1d (equal classes), "
                          f"got {n}")
-    seed = _seed(seed)
+    seed = validate.seed(seed)
     try:
         import mnist1d.data as m1d
     except ImportError as e:
@@ -374,7 +375,7 @@ def _csv_columns(path, header, target):
         raise ValueError(f"{path}: expected distinct column names, got {dupes} more than once")
     if target not in header:
         raise ValueError(f"{path}: missing target column {target!r}; the columns are "
-                         f"{_short(header, 20)}")
+                         f"{validate.short(header, 20)}")
     if len(header) == 1:
         raise ValueError(f"{path}: expected feature columns besides the target {target!r}, "
                          f"got none")
@@ -460,3 +461,7 @@ def load_npz(path, x_key="X", y_key="y", *, task=None, classes=None,
     return make_dataset(arrays[x_key], arrays[y_key], task=task, classes=classes,
                         feature_names=None if names is None else names.tolist(),
                         name=f"npz:{path}")
+
+
+# The deprecated spellings jaxbp.data.<name> (see jaxbp.data.MOVED).
+data._moved.update((name, globals()[name]) for name in data.MOVED)

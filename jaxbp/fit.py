@@ -110,28 +110,6 @@ def targets_from_labels(net, y, name="y"):
                      f"got {y.shape}")
 
 
-def _rows(name, X, n_0):
-    X = np.asarray(X) if not isinstance(X, jax.Array) else X
-    if X.ndim != 2 or X.shape[1] != n_0 or X.shape[0] < 1:
-        hint = "; column-major (n_0, m) data needs X.T here" if (
-            X.ndim == 2 and X.shape[0] == n_0) else ""
-        raise ValueError(f"{name}: expected row-major shape (m, n_0) = (m, {n_0}) with m >= 1, "
-                         f"one example per row, got {tuple(X.shape)}{hint}")
-    return X
-
-
-def _positive_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name}: expected an int >= 1, got {v!r}")
-    return int(v)
-
-
-def _fraction(name, v, high=1.0):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < high:
-        raise ValueError(f"{name}: expected a number in [0, {high}), got {v!r}")
-    return float(v)
-
-
 # --- the compiled epoch -----------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class _Static:
@@ -302,7 +280,7 @@ _evaluate = jax.jit(_cost_and_score, static_argnums=0)
 def evaluate(net, params, X, y):
     """Mean cost and score (accuracy, or R² for an identity output) on row-major data."""
     params = validate.params(net, params)
-    X = validate.inputs(net, params, _rows("X", X, net.sizes[0]).T)
+    X = validate.inputs(net, params, validate.rows("X", X, net.sizes[0]).T)
     Y = validate.targets(net, params, targets_from_labels(net, y), m=X.shape[1])
     J, score = _evaluate(net, params, X, Y)
     return {"cost": float(J), "score": float(score)}
@@ -311,7 +289,7 @@ def evaluate(net, params, X, y):
 def predict(net, params, X):
     """A^L for row-major X, returned row-major: shape (m, n_L)."""
     params = validate.params(net, params)
-    X = validate.inputs(net, params, _rows("X", X, net.sizes[0]).T)
+    X = validate.inputs(net, params, validate.rows("X", X, net.sizes[0]).T)
     return _forward_rows(net, params, X)
 
 
@@ -323,16 +301,6 @@ _forward_rows = jax.jit(_outputs_as_rows, static_argnums=0)
 
 
 # --- the loop -----------------------------------------------------------------------------------
-def _as_key(key):
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
-        return jax.random.wrap_key_data(key)
-    raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r:.60}")
-
-
 def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         opt_state=None, sample_weight=None, validation_fraction=0.0, validation_data=None,
         early_stopping=False, patience=10, min_delta=1e-4, restore_best=True, alpha=0.0,
@@ -385,10 +353,11 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
     opt = optim.adam(1e-3) if opt is None else opt
     optim.check_is_optimizer(opt)
-    epochs, patience = _positive_int("epochs", epochs), _positive_int("patience", patience)
-    key = _as_key(key)
+    epochs = validate.positive_int("epochs", epochs)
+    patience = validate.positive_int("patience", patience)
+    key = validate.prng_key(key)
     X, Y, w = _training_rows(net, X, y, sample_weight)
-    dropout = _fraction("dropout", dropout)
+    dropout = validate.fraction("dropout", dropout)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
         raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
     schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
@@ -396,8 +365,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
     X, Y, w, held_out = _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data)
     m = X.shape[0]
-    batch_size = min(200, m) if batch_size is None else _positive_int("batch_size", batch_size)
-    batch_size = min(batch_size, m)
+    batch_size = min(m, 200 if batch_size is None else validate.positive_int("batch_size",
+                                                                             batch_size))
     if params is None:
         params = init(net, jax.random.fold_in(key, 2**31 - 2))
     params, state, columns, val_columns, batch_pad = _place(
@@ -444,7 +413,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
 
 def _training_rows(net, X, y, sample_weight):
     """X (m, n_0), its targets Y (n_L, m) and the weights w (m,) as NumPy, checked."""
-    X = _rows("X", X, net.sizes[0])
+    X = validate.rows("X", X, net.sizes[0])
     Y = targets_from_labels(net, y)
     if Y.shape[1] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} labels, one per row of X, got {Y.shape[1]}")
@@ -461,9 +430,9 @@ def _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data):
     """(X, Y, w) left for training and (X_val, Y_val) or None: `validation_data` as given, or
     a fraction of the rows chosen with the key (stratified for class labels where every class
     can be split in proportion, as the test split is)."""
-    validation_fraction = _fraction("validation_fraction", validation_fraction)
+    validation_fraction = validate.fraction("validation_fraction", validation_fraction)
     if validation_data is not None:
-        X_val = _rows("validation_data[0]", validation_data[0], net.sizes[0])
+        X_val = validate.rows("validation_data[0]", validation_data[0], net.sizes[0])
         return X, Y, w, (X_val, targets_from_labels(net, validation_data[1],
                                                     name="validation_data[1]"))
     if validation_fraction == 0:
@@ -538,7 +507,7 @@ def _lookahead(lookahead, callback, checkpoint, params, state):
     nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
     within = int(max(1, (64 << 20) // max(nbytes, 1)))  # pending epochs' params: <= 64 MiB
     if lookahead is not None:
-        return min(_positive_int("lookahead", lookahead), within)
+        return min(validate.positive_int("lookahead", lookahead), within)
     if callback is not None or checkpoint is not None:
         return 1
     return min(8, within)

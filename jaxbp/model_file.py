@@ -31,7 +31,7 @@ standardising, and the task read off the network (mse loss: a regression, else t
 
 import numpy as np
 
-from jaxbp import checkpoint, data
+from jaxbp import checkpoint, data, validate
 from jaxbp.fit import predict as _outputs_of
 
 __all__ = ["MismatchError", "SavedModel", "load_model"]
@@ -136,7 +136,7 @@ class SavedModel:
         return [names.index(n) for n in self.feature_names_in_]
 
     def _names_text(self):
-        return data._short(list(self.feature_names_in_), 12)
+        return validate.short(list(self.feature_names_in_), 12)
 
     def _check_width(self, width):
         if width != self.n_features_in_:

@@ -29,6 +29,53 @@ _PASSED: dict[int, tuple[weakref.ref, set]] = {}
 _PENDING: collections.deque = collections.deque()
 
 
+# --- scalars, keys and rows: the arguments of every public function ---------------------------
+def positive_int(name, v, minimum=1):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def seed(v, name="seed"):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"{name}: expected an int >= 0, got {v!r}")
+    return int(v)
+
+
+def fraction(name, v, high=1.0):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < high:
+        raise ValueError(f"{name}: expected a number in [0, {high}), got {v!r}")
+    return float(v)
+
+
+def prng_key(key):
+    """An int seed or a JAX PRNG key (typed, or legacy uint32 (2,)) as a typed key."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
+        return jax.random.wrap_key_data(key)
+    raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r:.60}")
+
+
+def rows(name, X, n_0):
+    """Row-major user data X (m, n_0), m >= 1 (a NumPy array, or a JAX array as it is)."""
+    X = np.asarray(X) if not isinstance(X, jax.Array) else X
+    if X.ndim != 2 or X.shape[1] != n_0 or X.shape[0] < 1:
+        hint = "; column-major (n_0, m) data needs X.T here" if (
+            X.ndim == 2 and X.shape[0] == n_0) else ""
+        raise ValueError(f"{name}: expected row-major shape (m, n_0) = (m, {n_0}) with m >= 1, "
+                         f"one example per row, got {tuple(X.shape)}{hint}")
+    return X
+
+
+def short(values, n=6):
+    """values for an error message: the first n of them, then '...'."""
+    return repr(values) if len(values) <= n else f"[{', '.join(map(repr, values[:n]))}, ...]"
+
+
+# --- arrays ---------------------------------------------------------------------------------------
 def mlp(net):
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
