@@ -87,15 +87,7 @@ def _py(v):
 
 def check_features(X, name="X"):
     """X as a float64 (m, n_features) array with m, n ≥ 1 and only finite values."""
-    if isinstance(X, np.ndarray):
-        arr = X
-    else:
-        try:
-            arr = np.asarray(X)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"{name}: expected a numeric array, got {type(X).__name__}") from e
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    arr = np.asarray(validate.numeric_array(name, X))
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         hint = "; a single feature needs X.reshape(-1, 1)" if arr.ndim == 1 and arr.size else ""
         raise ValueError(f"{name}: expected a non-empty 2-D array (m, n_features), one example "

@@ -125,7 +125,8 @@ def param_dtype(params):
     return np.dtype(params[0][0].dtype)
 
 
-def _as_array(name, x):
+def numeric_array(name, x):
+    """x as an array (a NumPy or JAX array as it is) of a real numeric dtype."""
     if isinstance(x, (jax.Array, np.ndarray)):
         arr = x
     else:
@@ -135,7 +136,7 @@ def _as_array(name, x):
             raise TypeError(f"{name}: expected a numeric array, got {type(x).__name__}") from e
     kind = np.dtype(arr.dtype).kind
     if kind not in "biuf" and np.dtype(arr.dtype) != jnp.bfloat16:
-        got = f"dtype {arr.dtype}" if arr is x else f"{type(x).__name__} (dtype {arr.dtype})"
+        got = f"dtype {arr.dtype}" + ("" if arr is x else f" (a {type(x).__name__})")
         raise TypeError(f"{name}: expected a real numeric array, got {got}")
     return arr
 
@@ -242,7 +243,7 @@ def _cast(x, dtype):
 
 def inputs(net, params, X, name="X"):
     """X of shape (n_0, m) with m ≥ 1, finite, returned in the parameters' dtype."""
-    X = _as_array(name, X)
+    X = numeric_array(name, X)
     n_0 = net.sizes[0]
     if X.ndim != 2 or X.shape[0] != n_0 or X.shape[1] < 1:
         raise ValueError(
@@ -271,7 +272,7 @@ _TARGET_KIND = {
 
 def targets(net, params, Y, m, name="Y"):
     """Y of shape (n_L, m), with values that the loss accepts, in the parameters' dtype."""
-    Y = _as_array(name, Y)
+    Y = numeric_array(name, Y)
     n_L = net.sizes[-1]
     if tuple(Y.shape) != (n_L, m):
         raise ValueError(
@@ -287,7 +288,7 @@ def sample_weight(params, w, m, name="sample_weight"):
     """None, or weights of shape (m,) (or (1, m)), finite, ≥ 0, not all 0: returned (1, m)."""
     if w is None:
         return None
-    w = _as_array(name, w)
+    w = numeric_array(name, w)
     if tuple(w.shape) not in ((m,), (1, m)):
         raise ValueError(f"{name}: expected shape ({m},), one weight per example, "
                          f"got {tuple(w.shape)}")
