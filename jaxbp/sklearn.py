@@ -26,6 +26,7 @@ NumPy arrays (`coefs_[l]` of shape (n_l, n_{l+1}) as scikit-learn's, i.e. W^{l+1
 estimators pickle like any other and predictions need no device state.
 """
 
+import copy
 import dataclasses
 import functools
 import math
@@ -63,6 +64,12 @@ ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "r
 _OUT_NAMES = {"sigmoid": "logistic", "softmax": "softmax", "identity": "identity"}
 _OUT_JAXBP = {v: k for k, v in _OUT_NAMES.items()}
 _SEED_HIGH = 2**31 - 1
+_SKLEARN_HIDDEN = ("identity", "logistic", "tanh", "relu")  # scikit-learn's MLP activations
+# What to_sklearn() copies: scikit-learn's fitted attributes (and its label binarizer).
+_FITTED = ("coefs_", "intercepts_", "n_features_in_", "feature_names_in_", "n_layers_",
+           "n_outputs_", "out_activation_", "n_iter_", "t_", "loss_", "loss_curve_",
+           "best_loss_", "validation_scores_", "best_validation_score_", "classes_",
+           "_label_binarizer")
 
 
 def _bucket(m):
@@ -314,6 +321,32 @@ class _BaseMLP(BaseEstimator):
         params = _params_to_device(self.coefs_, self.intercepts_, dtype)
         Z = _output_logits(self._net(), params, jnp.asarray(X_pad))
         return np.asarray(Z)[:m].astype(X.dtype)
+
+    # --- export ---------------------------------------------------------------------------------
+    def to_sklearn(self):
+        """This fitted model as a fitted `sklearn.neural_network.MLPClassifier` (or
+        `MLPRegressor`): the same weights in scikit-learn's layout, the same classes, output
+        activation and training record (n_iter_, t_, loss_, loss_curve_, ...), so its
+        `predict` and `predict_proba` equal this model's up to float rounding, it pickles, and
+        scikit-learn's own `partial_fit` can continue from it (with a fresh optimizer state:
+        scikit-learn's solvers are its own). Parameters that scikit-learn lacks (dropout,
+        class_weight) are dropped: they only change training. A hidden activation that
+        scikit-learn's MLP lacks is refused."""
+        check_is_fitted(self, "coefs_")
+        if self.activation not in _SKLEARN_HIDDEN:
+            raise ValueError(f"activation: scikit-learn's MLP has {list(_SKLEARN_HIDDEN)}, not "
+                             f"{self.activation!r}, so to_sklearn() cannot represent this "
+                             f"model; train it with one of those to export it")
+        from sklearn import neural_network
+
+        cls = getattr(neural_network, type(self).__name__)
+        known = cls().get_params()
+        est = cls(**{k: v for k, v in self.get_params().items() if k in known})
+        for name in _FITTED:
+            if hasattr(self, name):
+                setattr(est, name, copy.deepcopy(getattr(self, name)))
+        est._no_improvement_count = 0  # what scikit-learn's partial_fit reads on its next call
+        return est
 
     # --- training ------------------------------------------------------------------------------
     def _batch_size(self, m):
