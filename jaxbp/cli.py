@@ -178,6 +178,9 @@ flags.DEFINE_string("input", None, "Rows to predict: a .csv or a .npy file. A .c
                     "columns, as a .npy's, are taken in the training order.")
 flags.DEFINE_boolean("proba", False, "Print each class's probability, in the order of the "
                      "checkpoint's classes, instead of the predicted label.")
+flags.DEFINE_string("onnx", None, "Write the checkpoint's model here as an ONNX file (its "
+                    "standardiser and class labels in the graph): it runs without JAX, e.g. in "
+                    "ONNX Runtime. Needs pip install 'jaxbp[export]'.")
 flags.DEFINE_float("explain_lr", 0.01, "Learning rate of the SGD step shown.",
                    lower_bound=0.0)
 
@@ -203,6 +206,8 @@ COMMANDS = {
     "evaluate": ("evaluate a checkpoint on its dataset's test split", ("checkpoint",)),
     "predict": ("predict the rows of a .csv/.npy file with a checkpoint",
                 ("checkpoint", "input", "proba", "output")),
+    "export": ("write a checkpoint as an ONNX model that runs without JAX",
+               ("checkpoint", "onnx")),
     "explain": ("print every Z, A, Δ, dW, db of seed 001's worked example", ("explain_lr",)),
 }
 _HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "-?")
@@ -824,13 +829,28 @@ def _write_rows(header, rows):
         raise OSError(f"--output: cannot write {FLAGS.output}: {e.strerror}") from None
 
 
+def _export():
+    """Write --checkpoint's model to --onnx; print what was written."""
+    if not FLAGS.onnx:
+        _fail("--onnx: expected the path of the .onnx file to write")
+    _, model = _load_for_inference()
+    try:
+        proto = model.to_onnx(FLAGS.onnx)
+    except OSError as e:
+        raise OSError(f"--onnx: cannot write {FLAGS.onnx}: {e.strerror}") from None
+    print(json.dumps({"checkpoint": FLAGS.checkpoint, "onnx": FLAGS.onnx, "task": model.task,
+                      "inputs": model.n_features_in_,
+                      "outputs": [o.name for o in proto.graph.output]}))
+
+
 def _explain():
     from jaxbp.explain import explain
 
     explain(lr=FLAGS.explain_lr)
 
 
-_RUN = {"train": _train, "evaluate": _evaluate, "predict": _predict, "explain": _explain}
+_RUN = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export,
+        "explain": _explain}
 
 
 def main(argv):

@@ -184,6 +184,25 @@ class SavedModel:
         return A if self.net.output == "softmax" else A / A.sum(axis=1, keepdims=True)
 
 
+    def to_onnx(self, path=None):
+        """This model as an ONNX model (`onnx.ModelProto`, opset 17), written to `path` if
+        given: float32 input "X" (N, n_features_in_), the raw columns in training order
+        (`feature_names_in_`, also in the model's metadata), standardised in the graph; outputs
+        "label" (and "probabilities" where the network has them) or, for a regression,
+        "variable" (N, n_outputs) in the target's units (`jaxbp.export`)."""
+        from jaxbp import export
+
+        st, ts = self.standardizer, self.target_standardizer
+        model = export.onnx_model(
+            self.net, self.params, classes=None if self.task == "regression" else self.classes_,
+            mean=None if st is None else st.mean_, scale=None if st is None else st.scale_,
+            target_mean=None if ts is None else ts.mean_,
+            target_scale=None if ts is None else ts.scale_,
+            feature_names=self.feature_names_in_, doc=f"jaxbp {self.task} model")
+        if path is not None:
+            export.save(model, path)
+        return model
+
 # --- the run record, checked against the network -------------------------------------------------
 def _task(net, task):
     """The recorded task, or the network's (mse: regression, else classes)."""

@@ -18,6 +18,8 @@ hand-written backward pass. The differences:
   the regressor has no `loss` parameter (squared error only).
 - Initialisation is jaxbp's (He for the relu family, else Glorot; zero biases) and the Adam
   and SGD arithmetic is torch's (`jaxbp.optim`).
+- `to_sklearn()` returns the fitted model as scikit-learn's own MLP, `to_onnx(path)` as an
+  ONNX graph (README, "Serving without JAX").
 - The early-stopping split is stratified for every single-label classifier (scikit-learn
   stratifies binary problems only), and repeats on warm starts (it is drawn from the seed).
 
@@ -347,6 +349,26 @@ class _BaseMLP(BaseEstimator):
                 setattr(est, name, copy.deepcopy(getattr(self, name)))
         est._no_improvement_count = 0  # what scikit-learn's partial_fit reads on its next call
         return est
+
+    def to_onnx(self, path=None):
+        """This fitted model as an ONNX model (`onnx.ModelProto`, opset 17, float32 input "X"
+        (N, n_features)), written to `path` if given: outputs "label" and "probabilities"
+        for the classifier, "variable" (N, n_outputs) for the regressor, as skl2onnx names
+        them (`jaxbp.export`). Needs `pip install "jaxbp[export]"`."""
+        check_is_fitted(self, "coefs_")
+        from jaxbp import export
+
+        params = [(np.asarray(c).T, b) for c, b in zip(self.coefs_, self.intercepts_,
+                                                          strict=True)]
+        labels = getattr(self, "_label_binarizer", None)
+        model = export.onnx_model(
+            self._net(), params, classes=None if labels is None else self.classes_,
+            multilabel=labels is not None and labels.y_type_.startswith("multilabel"),
+            feature_names=getattr(self, "feature_names_in_", None),
+            doc=f"jaxbp.sklearn.{type(self).__name__}")
+        if path is not None:
+            export.save(model, path)
+        return model
 
     # --- training ------------------------------------------------------------------------------
     def _batch_size(self, m):

@@ -1,4 +1,5 @@
-"""Export: `to_sklearn()` gives a fitted scikit-learn MLP that predicts as the jaxbp model does.
+"""Export: `to_sklearn()` gives a fitted scikit-learn MLP, and `to_onnx()` an ONNX file run by
+ONNX Runtime, that predict as the jaxbp model does.
 
 Tolerance: jaxbp computes in float32 (x64 off); scikit-learn, given the same float32 weights
 and float64 X, computes in float64. Each output then differs by the float32 rounding of a
@@ -9,8 +10,10 @@ activation moves outputs by 1e-2 or more). Labels are compared exactly: no examp
 fits is within 1e-5 of a tie.
 """
 
+import functools
 import pickle
 
+import jax
 import numpy as np
 import pytest
 from sklearn import neural_network
@@ -23,6 +26,9 @@ from sklearn.datasets import (
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
+import jaxbp
+from jaxbp import data
+from jaxbp.model_file import SavedModel
 from jaxbp.sklearn import MLPClassifier, MLPRegressor
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -46,6 +52,7 @@ def problem(kind):
     return StandardScaler().fit_transform(X), y
 
 
+@functools.cache  # each fitted model serves the to_sklearn and the to_onnx tests
 def fitted(kind, activation="relu"):
     X, y = problem(kind)
     cls = MLPRegressor if kind.startswith("regression") else MLPClassifier
@@ -103,3 +110,72 @@ def test_to_sklearn_needs_a_fitted_model():
 
     with pytest.raises(NotFittedError):
         MLPClassifier().to_sklearn()
+
+
+def run_onnx(model, X):
+    """{output name: array} of ONNX Runtime on float32 rows X."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                           providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"X": np.asarray(X, np.float32)}), strict=True))
+
+
+# scikit-learn's activations on every kind; jaxbp's extras on three (CI time)
+ONNX_CASES = [(k, a) for k in KINDS for a in ("relu", "tanh", "logistic", "identity")] + [
+    (k, a) for k in ("multiclass", "multilabel", "regression 2 outputs")
+    for a in ("gelu", "leaky_relu", "softplus")]
+
+
+@pytest.mark.parametrize(("kind", "activation"), ONNX_CASES)
+def test_to_onnx_predicts_as_the_jaxbp_model(kind, activation, tmp_path):
+    model, X = fitted(kind, activation)
+    X = X.astype(np.float32)  # the graph's input type; the same rows for both
+    path = tmp_path / "model.onnx"
+    proto = model.to_onnx(path)
+    out = run_onnx(proto, X)
+    assert path.read_bytes() == proto.SerializeToString()
+    if kind.startswith("regression"):
+        assert list(out) == ["variable"]
+        expected = model.predict(X).reshape(len(X), -1)
+        np.testing.assert_allclose(out["variable"], expected, rtol=RTOL, atol=ATOL)
+        return
+    assert list(out) == ["label", "probabilities"]  # skl2onnx's names and order
+    np.testing.assert_allclose(out["probabilities"], model.predict_proba(X), rtol=RTOL,
+                               atol=ATOL)
+    np.testing.assert_array_equal(out["label"], model.predict(X))
+
+
+def test_a_cli_models_graph_standardises_and_maps_targets_back():
+    """A regression SavedModel (as `jaxbp train` writes): inputs standardised and outputs
+    mapped back to the target's units inside the graph, raw rows in."""
+    net = jaxbp.MLP((3, 6, 2), hidden="tanh", output="identity")
+    params = jaxbp.init(net, jax.random.key(1))
+    rows = np.random.default_rng(0).normal(size=(40, 3)) * [1, 10, 100] + [0, 5, -50]
+    targets = np.random.default_rng(1).normal(size=(40, 2)) * [3, 0.5] + [100, -2]
+    model = SavedModel(net, params, task="regression", feature_names=["a", "b", "c"],
+                       standardizer=data.Standardizer().fit(rows),
+                       target_standardizer=data.Standardizer().fit(targets))
+    proto = model.to_onnx()
+    assert {p.key: p.value for p in proto.metadata_props} == {"feature_names": "a,b,c"}
+    rows = rows.astype(np.float32)
+    got = run_onnx(proto, rows)["variable"]
+    # float32 standardising in the graph (float64 in load_model) on O(100) targets: 1e-5
+    # relative to the target's scale
+    np.testing.assert_allclose(got, model.predict(rows), rtol=1e-5, atol=1e-5 * 3)
+
+
+def test_an_activation_without_an_onnx_form_is_refused():
+    from jaxbp import activations
+    from jaxbp.export import onnx_model
+
+    jaxbp.register_activation("cube_for_export_test", lambda Z: Z**3, lambda Z: 3 * Z**2)
+    try:
+        net = jaxbp.MLP((2, 3, 1), hidden="cube_for_export_test", output="identity")
+        with pytest.raises(ValueError, match=r"^net\.hidden: no ONNX form for the activation "
+                                             r"'cube_for_export_test'"):
+            onnx_model(net, jaxbp.init(net, jax.random.key(0)))
+    finally:
+        activations.ACTIVATIONS.pop("cube_for_export_test")
+        activations.DERIVATIVES.pop("cube_for_export_test")

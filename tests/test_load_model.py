@@ -146,6 +146,31 @@ def test_predict_command(trained):
         f"columns ['a', 'b', 'c']\n")
 
 
+def test_export_command_writes_a_graph_of_raw_rows(trained):
+    """`jaxbp export`: the ONNX file takes raw rows in training order (standardised inside) and
+    gives load_model's labels and probabilities (float32 in the graph: rtol 1e-5, atol 1e-6,
+    see tests/test_export.py); no --onnx is a usage error (exit 2), an unwritable one a failure
+    (exit 1), each one line."""
+    import onnxruntime
+
+    out, nowhere = trained.tmp / "model.onnx", trained.tmp / "no_such_dir" / "m.onnx"
+    ck = ("export", "--checkpoint", trained.checkpoint)
+    done, no_flag, unwritable = _run_together((*ck, "--onnx", out), ck, (*ck, "--onnx", nowhere))
+    assert done[0] == 0 and not done[2], done[2]
+    assert json.loads(done[1]) == {"checkpoint": str(trained.checkpoint), "onnx": str(out),
+                                   "task": "multiclass", "inputs": 3,
+                                   "outputs": ["label", "probabilities"]}
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    X = trained.test.X.astype(np.float32)  # raw rows, as in the file
+    label, proba = session.run(["label", "probabilities"], {"X": X})
+    model = jaxbp.load_model(trained.checkpoint)
+    np.testing.assert_array_equal(label, model.predict(X))
+    np.testing.assert_allclose(proba, model.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert no_flag[0] == 2 and no_flag[2] == (
+        "jaxbp export: error: --onnx: expected the path of the .onnx file to write\n")
+    assert unwritable[0] == 1 and unwritable[2].startswith(
+        f"jaxbp export: error: --onnx: cannot write {nowhere}: ") and not nowhere.exists()
+
 def test_csv_rows_with_and_without_a_header(tmp_path):
     path = _write(tmp_path / "rows.csv", ["x", "t", "y"], [[1, "no", 2], [3, "", 4]])
     X, names = datasets.load_csv_rows(path, target="t")  # the target passed over, empty or not
