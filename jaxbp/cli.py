@@ -181,6 +181,9 @@ flags.DEFINE_boolean("proba", False, "Print each class's probability, in the ord
 flags.DEFINE_string("onnx", None, "Write the checkpoint's model here as an ONNX file (its "
                     "standardiser and class labels in the graph): it runs without JAX, e.g. in "
                     "ONNX Runtime. Needs pip install 'jaxbp[export]'.")
+flags.DEFINE_string("compilation_cache", None, "Directory of JAX's persistent compilation "
+                    "cache (compiled programs kept for the next run), or 'off'. Default: "
+                    "$JAXBP_COMPILATION_CACHE, else ~/.cache/jaxbp/compilation.")
 flags.DEFINE_float("explain_lr", 0.01, "Learning rate of the SGD step shown.",
                    lower_bound=0.0)
 
@@ -189,7 +192,7 @@ _TRAIN_FLAGS = ("dataset", "target", "task", "hidden", "activation", "output", "
                 "schedule", "epochs", "batch_size", "seed", "test_fraction",
                 "validation_fraction", "early_stopping", "patience", "checkpoint_dir",
                 "checkpoint_every", "resume", "plot", "dtype", "precision", "quiet", "devices",
-                "coordinator_address", "num_processes", "process_id")
+                "coordinator_address", "num_processes", "process_id", "compilation_cache")
 # The train flags that define a run: its checkpoint records them (extra["flags"], with
 # "epochs"), and --resume restores them. The others say how to run it (where to checkpoint and
 # how often, the plot, the progress bar, the devices).
@@ -203,9 +206,10 @@ _LEGACY_FLAGS = ("dataset", "target", "seed", "test_fraction")
 COMMANDS = {
     "train": ("train an MLP on a dataset; prints the test accuracy, writes learning curves",
               _TRAIN_FLAGS),
-    "evaluate": ("evaluate a checkpoint on its dataset's test split", ("checkpoint",)),
+    "evaluate": ("evaluate a checkpoint on its dataset's test split",
+                 ("checkpoint", "compilation_cache")),
     "predict": ("predict the rows of a .csv/.npy file with a checkpoint",
-                ("checkpoint", "input", "proba", "output")),
+                ("checkpoint", "input", "proba", "output", "compilation_cache")),
     "export": ("write a checkpoint as an ONNX model that runs without JAX",
                ("checkpoint", "onnx")),
     "explain": ("print every Z, A, Δ, dW, db of seed 001's worked example", ("explain_lr",)),
@@ -860,6 +864,8 @@ def main(argv):
     if not FLAGS["verbosity"].present:  # JAX's info lines ('Unable to initialize backend')
         absl_logging.set_verbosity(absl_logging.WARNING)
     try:
+        if "compilation_cache" in COMMANDS[name][1]:
+            backends.compilation_cache(FLAGS.compilation_cache)
         _RUN[name]()
     except UsageError as e:
         _exit(f"jaxbp {name}: error: {e}", 2)

@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbp import data, optim, validate
+from jaxbp import backends, data, optim, validate
 from jaxbp.backprop import _backprop, _backward, _forward, in_place
 from jaxbp.model import MLP, init
 from jaxbp.parallel import AXIS, replicate
@@ -346,23 +346,23 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             batch that does not divide is padded with zero-weight columns); XLA inserts the
             all-reduce of dW and db. Without dropout the result equals the single-device run.
 
+    Compiled programs go to JAX's persistent compilation cache, turned on by the first call
+    (`jaxbp.backends.compilation_cache`: ~/.cache/jaxbp/compilation; JAXBP_COMPILATION_CACHE
+    moves it or, set to 0, turns it off), so another process skips the compilation.
+
     Returns:
         A `FitResult`. Raises `DivergenceError` naming the epoch if the cost stops being finite.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
+    backends.compilation_cache()  # on by default (jaxbp.backends); off: JAXBP_COMPILATION_CACHE=0
     opt = optim.adam(1e-3) if opt is None else opt
     optim.check_is_optimizer(opt)
     epochs = validate.positive_int("epochs", epochs)
     patience = validate.positive_int("patience", patience)
     key = validate.prng_key(key)
     X, Y, w = _training_rows(net, X, y, sample_weight)
-    dropout = validate.fraction("dropout", dropout)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-        raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
-    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    dropout, schedule = _checked_settings(dropout, alpha, schedule, callback)
     X, Y, w, held_out = _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data)
     m = X.shape[0]
     batch_size = min(m, 200 if batch_size is None else validate.positive_int("batch_size",
@@ -409,6 +409,17 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         params = best_params
     return FitResult(params, state, history, epoch - start_epoch + 1, best_epoch, stopped_early,
                      key)
+
+
+def _checked_settings(dropout, alpha, schedule, callback):
+    """(dropout, schedule) checked, a schedule's name made a `Schedule`; alpha and callback
+    checked."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
+        raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
+    return validate.fraction("dropout", dropout), schedule
 
 
 def _training_rows(net, X, y, sample_weight):

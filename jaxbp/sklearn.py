@@ -52,7 +52,7 @@ from sklearn.utils.class_weight import compute_class_weight, compute_sample_weig
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from jaxbp import optim
+from jaxbp import backends, optim
 from jaxbp.backprop import _backward, _forward
 from jaxbp.fit import DivergenceError, Schedule
 from jaxbp.fit import fit as _fit
@@ -312,6 +312,7 @@ class _BaseMLP(BaseEstimator):
         array in X's dtype. The network runs compiled; the rows are padded to a few sizes so
         that new sizes seldom compile."""
         check_is_fitted(self, "coefs_")
+        backends.compilation_cache()  # as fit does: a process that only predicts loads too
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         if sparse.issparse(X):

@@ -23,6 +23,8 @@ if not _MUTANT and os.environ.get("JAXBP_TEST_COMPILATION_CACHE", "1") != "0":
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
         tempfile.gettempdir(), f"jaxbp-test-compilation-cache-{getpass.getuser()}"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+elif not _MUTANT:  # nor jaxbp's own default cache (jaxbp.backends.compilation_cache)
+    os.environ.setdefault("JAXBP_COMPILATION_CACHE", "off")
 
 # (imports after the environment above: JAX reads it on import)
 import jax  # noqa: E402  (importing starts no backend: XLA_FLAGS is read when one starts)
