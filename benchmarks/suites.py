@@ -19,6 +19,9 @@ from benchmarks.harness import (
     measure,
     paired_ratio,
 )
+from benchmarks.harness import (
+    median as harness_median,
+)
 
 
 def _rounds(quick):
@@ -518,9 +521,89 @@ def step_overhead(quick):
     return {"records": records, "markdown": md, "figures": {}}
 
 
+# --- 10. the first run of a process: compilation, and the persistent cache ------------------------
+# One estimator fit, timed in its own process after the imports and the data: the first fit
+# (compiling, or loading from the cache), then a second of the same shapes (warm).
+_FIRST_FIT = """
+import json, sys, time, warnings
+import numpy as np
+from jaxbp import data, datasets
+name, which = sys.argv[1], sys.argv[2]
+ds = datasets.load(name)
+X = data.Standardizer().fit(ds.X).transform(ds.X)
+if which == "jaxbp":
+    from jaxbp.sklearn import MLPClassifier
+else:
+    from sklearn.neural_network import MLPClassifier
+warnings.simplefilter("ignore")
+times = []
+for seed in (0, 1):
+    t0 = time.perf_counter()
+    MLPClassifier(random_state=seed).fit(X, ds.y)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"first_fit_s": times[0], "warm_fit_s": times[1]}))
+"""
+
+
+def _process(args, cache):
+    """(wall seconds, last stdout line) of `python args` in a fresh process with the
+    persistent compilation cache at `cache` ("off": none)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["JAXBP_COMPILATION_CACHE"] = str(cache)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                         check=True, timeout=900)
+    return time.perf_counter() - t0, out.stdout.strip().splitlines()[-1]
+
+
+def first_run(quick):
+    """What a user waits for in a new process, per dataset: `jaxbp train --dataset D --quiet
+    --plot ''` (its defaults: 100 relu units, Adam, early stopping) as a whole process, and
+    the estimator's first `fit` (scikit-learn's defaults; the time of the fit call, after the
+    imports) next to a second fit in the same process (warm) and scikit-learn's own fit. Each
+    jaxbp timing three ways: without the persistent compilation cache ("off"), with an empty
+    one ("cold": it compiles and writes), and in a second process that finds the first's
+    entries ("cached"). Interleaved rounds; medians."""
+    import json
+    import tempfile
+
+    names = ["breast_cancer"] if quick else ["breast_cancer", "digits", "mnist1d"]
+    rounds = 1 if quick else 3
+    records, rows = [], []
+    for name in names:
+        t = {k: [] for k in ("train off", "train cold", "train cached", "fit off", "fit cold",
+                             "fit cached", "fit warm", "sklearn fit")}
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as train_cache, \
+                    tempfile.TemporaryDirectory() as fit_cache:
+                train = ["-m", "jaxbp", "train", "--dataset", name, "--quiet", "--plot", ""]
+                fit = ["-c", _FIRST_FIT, name, "jaxbp"]
+                t["train off"].append(_process(train, "off")[0])
+                for kind, cache in (("cold", train_cache), ("cached", train_cache)):
+                    t[f"train {kind}"].append(_process(train, cache)[0])
+                for kind, cache in (("off", "off"), ("cold", fit_cache), ("cached", fit_cache)):
+                    one = json.loads(_process(fit, cache)[1])
+                    t[f"fit {kind}"].append(one["first_fit_s"])
+                t["fit warm"].append(one["warm_fit_s"])
+                sk = ["-c", _FIRST_FIT, name, "sklearn"]
+                t["sklearn fit"].append(json.loads(_process(sk, "off")[1])["first_fit_s"])
+        med = {k: harness_median(v) for k, v in t.items()}
+        records.append({"dataset": name, "rounds": rounds, "seconds": t, "median_s": med})
+        rows.append([name, *(f"{med[k]:.2f} s" for k in t)])
+    md = markdown_table(["dataset", "jaxbp train, no cache", "jaxbp train, empty cache",
+                         "jaxbp train, second process", "estimator 1st fit, no cache",
+                         "1st fit, empty cache", "1st fit, second process",
+                         "2nd fit (warm)", "scikit-learn fit"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
 SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
           "scaling": scaling, "mfu": mfu, "devices": devices, "fit": fit,
-          "step_overhead": step_overhead}
+          "step_overhead": step_overhead, "first_run": first_run}
 TITLES = {
     "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
     "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
@@ -531,4 +614,5 @@ TITLES = {
     "devices": "7. Data parallelism: step time against device count",
     "fit": "8. A whole fit against scikit-learn's MLPClassifier (its defaults, no early stop)",
     "step_overhead": "9. Per-call overhead of the checked train_step over train_step_jit",
+    "first_run": "10. A new process: compilation and the persistent compilation cache",
 }
