@@ -5,6 +5,7 @@ from jaxbp.activations import register_activation
 from jaxbp.backprop import Cache, backward, forward
 from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
+from jaxbp.lbfgs import fit_lbfgs
 from jaxbp.model import MLP, init
 from jaxbp.model_file import SavedModel, load_model
 from jaxbp.step import check_pending, train_step, train_step_jit
@@ -23,6 +24,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "fit",
+    "fit_lbfgs",
     "forward",
     "init",
     "load_checkpoint",

@@ -14,8 +14,10 @@ hand-written backward pass. The differences:
   term.
 - `dropout` (inverted dropout on the hidden layers) and, for the classifier, `class_weight`
   (None, "balanced" or {class: weight}; scikit-learn#9113), applied as sample weights.
-- Extra activations: "leaky_relu", "gelu", "softplus". No 'lbfgs' solver, no `max_fun`, and
-  the regressor has no `loss` parameter (squared error only).
+- Extra activations: "leaky_relu", "gelu", "softplus". The regressor has no `loss` parameter
+  (squared error only).
+- solver='lbfgs' is `jaxbp.lbfgs` (SciPy's L-BFGS-B as scikit-learn drives it, J and ∇J from
+  the hand-written backward, compiled); its `loss_curve_` holds J after each iteration.
 - Initialisation is jaxbp's (He for the relu family, else Glorot; zero biases) and the Adam
   and SGD arithmetic is torch's (`jaxbp.optim`).
 - `to_sklearn()` returns the fitted model as scikit-learn's own MLP, `to_onnx(path)` as an
@@ -49,6 +51,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -132,6 +135,14 @@ def _params_to_device(coefs, intercepts, dtype):
     """scikit-learn's layout (coefs_[l] = W^{l+1}ᵀ, intercepts_[l] 1-D) -> jaxbp's params."""
     return tuple((jnp.asarray(np.asarray(c, dtype).T), jnp.asarray(np.asarray(b, dtype)[:, None]))
                  for c, b in zip(coefs, intercepts, strict=True))
+
+
+def _stochastic(est):
+    """partial_fit's availability, as scikit-learn's: only with a stochastic solver."""
+    if est.solver not in ("sgd", "adam"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                             f"{est.solver} is not stochastic.")
+    return True
 
 
 def _host(tree):
@@ -219,7 +230,8 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -242,6 +254,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dropout = dropout
 
     def __sklearn_tags__(self):
@@ -262,10 +275,12 @@ class _BaseMLP(BaseEstimator):
                                  or h < 1 for h in hidden):
             raise ValueError(f"hidden_layer_sizes: expected a positive int or a sequence of "
                              f"positive ints, got {self.hidden_layer_sizes!r}")
-        if self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not supported by jaxbp's estimators: jaxbp "
-                             "trains with mini-batches; use solver='adam' or 'sgd'")
-        _choice("solver", self.solver, ("adam", "sgd"))
+        _choice("solver", self.solver, ("lbfgs", "sgd", "adam"))
+        _integer("max_fun", self.max_fun, "an int >= 1")
+        if self.solver == "lbfgs" and self.dropout:
+            raise ValueError(f"dropout: expected 0.0 with solver='lbfgs' (its line search needs "
+                             f"one objective, not a new dropout mask each evaluation), got "
+                             f"{self.dropout!r}")
         if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ValueError(f"activation: expected one of {list(ACTIVATIONS)}, got "
                              f"{self.activation!r}")
@@ -421,6 +436,8 @@ class _BaseMLP(BaseEstimator):
             params, state = self._continued(net, opt, dtype)
         self.n_iter_ = 0
         self._hidden_activation = net.hidden
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(net, X, Y, w, params, output, labels)
         X, Y, w, validation = self._hold_out(X, Y, w, strata, dtype)
         X_fit, Y_fit, w_fit, batch_size = self._padded(X, Y, w)
         run = _Run(self, net, X.shape[0], validation)
@@ -441,6 +458,31 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           f"and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=3)
+        return self
+
+    def _fit_lbfgs(self, net, X, Y, w, params, output, labels):
+        """solver='lbfgs': L-BFGS on all the rows (`jaxbp.lbfgs`), as scikit-learn's MLP:
+        early_stopping and batch_size do not apply; n_iter_ and loss_ are L-BFGS's iterations
+        and final J (L2 included), loss_curve_ its J after each iteration; a
+        ConvergenceWarning when it stops at max_iter or max_fun."""
+        from jaxbp import lbfgs
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", lbfgs.LbfgsConvergenceWarning)
+            result = lbfgs.fit_lbfgs(net, X, Y, max_iter=int(self.max_iter),
+                                     max_fun=int(self.max_fun), tol=float(self.tol),
+                                     alpha=float(self.alpha), key=self._seed, params=params,
+                                     sample_weight=w, progress=False)
+        self._set_fitted(net, None, result, output, labels)
+        self.n_iter_ = result.epochs_run
+        self.loss_ = float(result.history["train_cost"][-1])
+        self.loss_curve_ = [*self.loss_curve_, *map(float, result.history["train_cost"])]
+        for warning in caught:
+            if issubclass(warning.category, lbfgs.LbfgsConvergenceWarning):
+                warnings.warn(str(warning.message), ConvergenceWarning, stacklevel=4)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
         return self
 
     def _continued(self, net, opt, dtype):
@@ -571,8 +613,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     classes train one sigmoid output (binary cross-entropy), more a softmax (cross-entropy),
     and a multilabel indicator matrix one sigmoid per label.
 
-    Parameters are scikit-learn's (see `sklearn.neural_network.MLPClassifier`), without
-    `max_fun` and 'lbfgs', plus:
+    Parameters are scikit-learn's (see `sklearn.neural_network.MLPClassifier`), plus:
         dropout: inverted-dropout probability on the hidden layers during training.
         class_weight: None, "balanced" or {class: weight}; multiplies the sample weights
             (for multilabel targets, as `sklearn.utils.class_weight.compute_sample_weight`).
@@ -588,8 +629,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0,
-                 class_weight=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, class_weight=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -597,7 +638,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change, dropout=dropout)
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            dropout=dropout)
         self.class_weight = class_weight
 
     def __sklearn_tags__(self):
@@ -610,6 +652,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         indicator matrix (n_samples, n_labels); returns self."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
+    @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state.
         `classes` (all the labels to expect) is required on the first call."""
@@ -723,7 +766,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     (n_samples, k) k outputs.
 
     Parameters are scikit-learn's (see `sklearn.neural_network.MLPRegressor`), without
-    `loss`, `max_fun` and 'lbfgs', plus `dropout`. Attributes as `MLPClassifier`'s, without
+    `loss`, plus `dropout`. Attributes as `MLPClassifier`'s, without
     classes_. For k > 1 outputs the loss sums the k squared errors (scikit-learn averages
     them), so loss_curve_ is k times scikit-learn's; validation_scores_ are R² averaged over
     the outputs, as `r2_score`.
@@ -739,6 +782,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         returns self."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
+    @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from the current weights and optimizer state."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)

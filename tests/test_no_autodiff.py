@@ -252,3 +252,6 @@ def test_the_estimators_run_under_the_guard(no_autodiff, kind):
     partial.partial_fit(X, y, **extra)
     partial.partial_fit(X, y)
     assert finite(partial.predict(X))
+    lbfgs = getattr(jaxbp.sklearn, kind)(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=3,
+                                         alpha=1e-3, random_state=0).fit(X, y)
+    assert finite(lbfgs.predict(X)) and lbfgs.n_iter_ == 3

@@ -384,8 +384,8 @@ def test_float32_unless_x64():
 
 # --- bad input ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(("params", "message"), [
-    ({"solver": "lbfgs"}, "solver='lbfgs' is not supported"),
-    ({"solver": "newton"}, r"solver: expected one of \['adam', 'sgd'\], got 'newton'"),
+    ({"solver": "newton"}, r"solver: expected one of \['lbfgs', 'sgd', 'adam'\], got 'newton'"),
+    ({"max_fun": 0}, "max_fun: expected an int >= 1, got 0"),
     ({"activation": "swish"}, r"activation: expected one of .*'logistic'.*, got 'swish'"),
     ({"learning_rate_init": -0.1}, "learning_rate_init: expected a number > 0, got -0.1"),
     ({"learning_rate": "cyclic"}, "learning_rate: expected one of"),
