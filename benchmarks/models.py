@@ -6,6 +6,8 @@
 - numpy: the same column-major equations in plain NumPy.
 - torch: `nn.Sequential` with the same weights, eager or `torch.compile`d.
 - sklearn: `MLPClassifier` with the same architecture, batch size and optimizer.
+- scipy_lbfgs: jaxbp's compiled J and ∇J driven by SciPy's L-BFGS-B from the host, as
+  scikit-learn drives its own: the alternative to `jaxbp.lbfgs`'s on-device loop.
 """
 
 import functools
@@ -305,3 +307,25 @@ def prepare_sklearn(net, X_rows, labels, b, lr, epochs=3):
 
 def log2_range(lo, hi):
     return [2**k for k in range(int(math.log2(lo)), int(math.log2(hi)) + 1)]
+
+
+def scipy_lbfgs(net, params, X, Y, w, alpha, *, max_iter, max_fun=15000, tol=1e-4):
+    """L-BFGS as scikit-learn runs it, on jaxbp's objective: `scipy.optimize.minimize(...,
+    method="L-BFGS-B", jac=True)` with maxiter, maxfun, gtol, calling jaxbp's compiled J and
+    ∇J (`jaxbp.lbfgs._value_and_gradient`) once per evaluation: a host round trip each. X
+    (n_0, m), Y (n_L, m), w (1, m) device arrays. Returns (params, SciPy's OptimizeResult)."""
+    import scipy.optimize
+
+    from jaxbp.lbfgs import _ravel, _unravel, _value_and_gradient
+
+    dtype = params[0][0].dtype
+    alpha = jnp.asarray(alpha, dtype)
+
+    def fun(theta):
+        J, g = _value_and_gradient(net, jnp.asarray(theta.astype(dtype)), X, Y, w, alpha)
+        return float(J), np.asarray(g, np.float64)
+
+    theta0 = np.asarray(_ravel(params), np.float64)
+    res = scipy.optimize.minimize(fun, theta0, method="L-BFGS-B", jac=True,
+                                  options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
+    return _unravel(net, jnp.asarray(res.x, dtype)), res

@@ -601,9 +601,109 @@ def first_run(quick):
     return {"records": records, "markdown": md, "figures": {}}
 
 
+# --- 11. L-BFGS: on the device, driven by SciPy, and scikit-learn's -------------------------------
+def lbfgs(quick):
+    """solver='lbfgs' three ways, per dataset (standardised, stratified 80/20 split, 100 relu
+    units, alpha 1e-4, max_iter 200 with tol 0, so that each runs to 200 iterations unless its
+    ftol rule or line search stops it first): jaxbp's L-BFGS as one compiled while_loop on
+    the device (`jaxbp.lbfgs.minimize`, float32), the same objective driven by SciPy's
+    L-BFGS-B from the host (`models.scipy_lbfgs`, float32), and scikit-learn's MLPClassifier
+    (its init; float64 and float32). Same initial weights for the two jaxbp variants; time per
+    whole run (median of interleaved rounds; jaxbp's compilation apart), iterations, final J,
+    test accuracy."""
+    names = ["breast_cancer"] if quick else ["breast_cancer", "digits", "mnist1d"]
+    records, rows = [], []
+    for name in names:
+        record, more = _lbfgs_on(name, iters=20 if quick else 200, rounds=3 if quick else 5)
+        records.append(record)
+        rows += more
+    md = markdown_table(["dataset", "L-BFGS", "time per run", "iterations", "final J",
+                         "test accuracy"], rows)
+    return {"records": records, "markdown": md, "figures": {}}
+
+
+def _lbfgs_on(name, iters, rounds):
+    """The lbfgs suite's record and table rows for one dataset."""
+    import warnings
+
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    from jaxbp import data, datasets
+    from jaxbp import lbfgs as jl
+    from jaxbp.fit import targets_from_labels
+
+    ds = datasets.load(name)
+    X_tr, X_te, y_tr, y_te = train_test_split(ds.X, ds.y, test_size=0.2, random_state=0,
+                                              stratify=ds.y)
+    scaler = data.Standardizer().fit(X_tr)
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    k = ds.n_classes
+    net = jaxbp.MLP((X_tr.shape[1], 100, 1 if k == 2 else k),
+                    output="sigmoid" if k == 2 else "softmax")
+    params = jaxbp.init(net, jax.random.key(0))
+    cols = (jax.numpy.asarray(X_tr.T, "float32"),
+            jax.numpy.asarray(targets_from_labels(net, y_tr), "float32"),
+            jax.numpy.ones((1, len(y_tr)), "float32"))
+    out = {}
+
+    def device():
+        out["jaxbp on device"] = jl.minimize(net, params, *cols, 1e-4, max_iter=iters, tol=0.0)
+        return out["jaxbp on device"][0]
+
+    def scipy_driven():
+        out["jaxbp + SciPy"] = M.scipy_lbfgs(net, params, *cols, 1e-4, max_iter=iters, tol=0.0)
+        return out["jaxbp + SciPy"][0]
+
+    def sklearn(dtype):
+        def run():
+            clf = MLPClassifier((100,), solver="lbfgs", alpha=1e-4, max_iter=iters, tol=0.0,
+                                random_state=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                out[f"scikit-learn {dtype}"] = clf.fit(X_tr.astype(dtype), y_tr)
+        return run
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(device())
+    compile_s = time.perf_counter() - t0
+    scipy_driven()  # its evaluation program compiles here
+    variants = {"jaxbp on device": Prepared(device, compile_s=compile_s),
+                "jaxbp + SciPy": Prepared(scipy_driven),
+                "scikit-learn float64": Prepared(sklearn("float64")),
+                "scikit-learn float32": Prepared(sklearn("float32"))}
+    stats = measure(variants, rounds=rounds, min_time=0.0, warmup=0)
+    accuracy, runs = {}, {}
+    for v in ("jaxbp on device", "jaxbp + SciPy"):
+        p, res = out[v]
+        A = np.asarray(jaxbp.predict(net, p, X_te))
+        accuracy[v] = float(np.mean(((A[:, 0] > 0.5).astype(int) if k == 2 else
+                                     A.argmax(axis=1)) == y_te))
+        runs[v] = (int(res.nit), float(res.fun))
+    for dtype in ("float64", "float32"):
+        clf = out[f"scikit-learn {dtype}"]
+        accuracy[f"scikit-learn {dtype}"] = float(clf.score(X_te.astype(dtype), y_te))
+        runs[f"scikit-learn {dtype}"] = (int(clf.n_iter_), float(clf.loss_))
+    record = {"dataset": name, "train_rows": len(y_tr), "max_iter": iters, "variants": stats,
+              "accuracy": accuracy, "iterations_and_J": runs, "compile_s": compile_s,
+              "device_faster_than_scipy": paired_ratio(stats, "jaxbp + SciPy",
+                                                       "jaxbp on device"),
+              "device_faster_than_sklearn64": paired_ratio(stats, "scikit-learn float64",
+                                                           "jaxbp on device")}
+    rows = [[name, v, fmt_time(st["median_s"]), runs[v][0], f"{runs[v][1]:.4g}",
+             f"{accuracy[v]:.4f}"] for v, st in stats.items()]
+    rows.append([name, "on device faster than SciPy-driven by (per-round quartiles)",
+                 fmt_ratio(stats, "jaxbp + SciPy", "jaxbp on device"), "", "", ""])
+    rows.append([name, "on device faster than scikit-learn float64 by",
+                 fmt_ratio(stats, "scikit-learn float64", "jaxbp on device"), "", "", ""])
+    rows.append([name, "jaxbp compile (first run)", fmt_time(compile_s), "", "", ""])
+    return record, rows
+
 SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
           "scaling": scaling, "mfu": mfu, "devices": devices, "fit": fit,
-          "step_overhead": step_overhead, "first_run": first_run}
+          "step_overhead": step_overhead, "first_run": first_run, "lbfgs": lbfgs}
 TITLES = {
     "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
     "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
@@ -615,4 +715,5 @@ TITLES = {
     "fit": "8. A whole fit against scikit-learn's MLPClassifier (its defaults, no early stop)",
     "step_overhead": "9. Per-call overhead of the checked train_step over train_step_jit",
     "first_run": "10. A new process: compilation and the persistent compilation cache",
+    "lbfgs": "11. L-BFGS: on the device, driven by SciPy from the host, and scikit-learn's",
 }

@@ -472,7 +472,7 @@ class _BaseMLP(BaseEstimator):
             result = lbfgs.fit_lbfgs(net, X, Y, max_iter=int(self.max_iter),
                                      max_fun=int(self.max_fun), tol=float(self.tol),
                                      alpha=float(self.alpha), key=self._seed, params=params,
-                                     sample_weight=w, progress=False)
+                                     sample_weight=w)
         self._set_fitted(net, None, result, output, labels)
         self.n_iter_ = result.epochs_run
         self.loss_ = float(result.history["train_cost"][-1])

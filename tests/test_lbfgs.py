@@ -2,11 +2,15 @@
 weights, scores within a point of it, and scikit-learn's rules (partial_fit unavailable, a
 ConvergenceWarning at max_iter or max_fun).
 
-Tolerance of the iterate comparison: both minimise the same float64 objective with SciPy's
-L-BFGS-B; only the order of floating-point sums differs (jaxbp's matmuls against scikit-learn's
-NumPy ones), ~1e-16 relative per evaluation. Measured: parameters within 1e-15 (relative to
-their largest) after 1-5 iterations, 5e-13 after 20. rtol 1e-9 leaves that room and fails on any
-difference in the objective (an L2 term off by a factor of 2 moves the first iterate by ~1e-3).
+Tolerance of the iterate comparison: scikit-learn runs SciPy's L-BFGS-B, jaxbp the same method
+on the device (jaxbp/lbfgs.py); while each line search accepts its first trial step they take
+the same steps, and only the order of floating-point sums differs (~1e-16 relative per
+evaluation). Measured in float64 from these starts: parameters within 4e-14 of scikit-learn's
+(relative to their largest) after 1-20 iterations, both converging at the same iteration; they
+part (1e-3 after 40 iterations on diabetes) once a line search interpolates, where the two
+searches pick other points meeting the same conditions. rtol 1e-9 leaves room for rounding and
+fails on any difference in the objective (an L2 term off by a factor of 2 moves the first
+iterate by ~1e-3).
 """
 
 import warnings
@@ -109,7 +113,7 @@ def test_partial_fit_is_not_available_with_lbfgs():
 def test_limits_stop_it_with_a_convergence_warning():
     X, y = problem("digits")
     with pytest.warns(ConvergenceWarning, match=r"^lbfgs failed to converge after 3 "
-                                                r"iteration\(s\) \(status=1\)"):
+                                                r"iteration\(s\) \(status=1\): stopped: max_iter"):
         est = MLPClassifier((8,), solver="lbfgs", max_iter=3, random_state=0).fit(X, y)
     assert est.n_iter_ == 3 and len(est.loss_curve_) == 3
     assert est.loss_ == est.loss_curve_[-1] < est.loss_curve_[0]
@@ -136,12 +140,12 @@ def test_a_weight_of_two_is_a_row_twice():
     X, y = X[:120], y[:120]
     w = np.random.default_rng(0).integers(0, 3, size=len(y))
     net = jaxbp.MLP((X.shape[1], 8, 1), output="sigmoid")
-    kw = dict(max_iter=15, alpha=1e-2, key=jax.random.key(3), progress=False)
+    kw = dict(max_iter=15, alpha=1e-2, key=jax.random.key(3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LbfgsConvergenceWarning)
         weighted = fit_lbfgs(net, X, y, sample_weight=w, **kw)
         repeated = fit_lbfgs(net, np.repeat(X, w, axis=0), np.repeat(y, w), **kw)
-    assert weighted.epochs_run == repeated.epochs_run == 15
+    assert weighted.epochs_run == repeated.epochs_run >= 10
     np.testing.assert_allclose(weighted.history["train_cost"], repeated.history["train_cost"],
                                rtol=RTOL)
     for a, b in zip(jax.tree.leaves(weighted.params), jax.tree.leaves(repeated.params),
