@@ -263,14 +263,17 @@ def shuffle_oracle(key, m):
     return order
 
 
-@pytest.mark.parametrize("m", [1, 2, 3, 200, 1797, 2047, 5000, 2**19 + 1, 2**20 + 1])
+@pytest.mark.parametrize("m", [1, 2, 3, 200, 1797, 2047, 2048, 5000, 2**19 + 1, 2**20 + 1])
 def test_shuffle_is_the_documented_philox_sort(m):
-    """Every branch: 1 round (m ≤ 2047 here: 2047² is just under 2^(33 − 11)), 2 rounds (5000),
-    20 bits (the last sort), the permutation fallback; two keys each below 2^19 rows."""
+    """Every branch: 1 round (m ≤ 2047 here: 2047² is just under 2^(33 − 11)), 2 rounds (2048,
+    whose square is exactly 2^(33 − 11); 5000), 20 bits (the last sort), the permutation
+    fallback; two keys each below 2^19 rows, and a key of the 4-word "rbg" kind (the first two
+    words seed the stream, as for threefry's 2)."""
     from jaxbp.fit import _shuffle
 
-    for seed in (3, 12345) if m < 2**19 else (3,):  # the large ones: one key (~1 s each)
-        key = jax.random.key(seed)
+    keys = [jax.random.key(3)] + ([jax.random.key(12345), jax.random.key(7, impl="rbg")]
+                                  if m < 2**19 else [])  # the large ones: one key (~1 s each)
+    for key in keys:
         np.testing.assert_array_equal(np.asarray(_shuffle(key, m)), shuffle_oracle(key, m))
 
 
@@ -285,6 +288,28 @@ def test_epoch_order_is_a_philox_stream_on_every_backend(platform):
     generators = re.findall(r"stablehlo\.rng_bit_generator[^\n]*", text)
     assert generators and all(re.search(r"algorithm =\s+PHILOX", g) for g in generators), (
         generators)
+
+
+def test_l2_divides_by_each_batchs_weight_and_by_1_for_a_weightless_batch():
+    """alpha with sample weights: each batch adds α/(2n) Σ||W||² to J and (α/n) W to dW with n
+    the batch's weight, also below 1 (0.6 here), and n = 1 for a batch whose weights are all
+    0 (its data term is 0: the step is weight decay alone). Plain SGD, no shuffle: the three
+    batches by hand with `backward`."""
+    X, y = blobs(12)
+    w = np.array([0.1, 0.2, 0.1, 0.2, 0, 0, 0, 0, 1, 1, 1, 1], float)
+    lr, alpha = 0.3, 0.5
+    res = jaxbp.fit(NET, X, y, opt=jaxbp.optim.sgd(lr), epochs=1, batch_size=4, shuffle=False,
+                    sample_weight=w, alpha=alpha, params=params0(), progress=False)
+    params, Y = params0(), np.eye(3)[y].T
+    for i in range(0, 12, 4):
+        cols = slice(i, i + 4)
+        n = w[cols].sum() if w[cols].sum() > 0 else 1.0
+        _, cache = jaxbp.forward(NET, params, X[cols].T)
+        grads = (jaxbp.backward(NET, params, cache, Y[:, cols], w[cols])[1] if w[cols].any()
+                 else jax.tree.map(jnp.zeros_like, params))
+        params = tuple((W - lr * (dW + alpha / n * W), b - lr * db)
+                       for (W, b), (dW, db) in zip(params, grads, strict=True))
+    assert_same(res.params, params)
 
 
 def test_shuffle_is_uniform():
