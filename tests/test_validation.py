@@ -177,6 +177,27 @@ def test_bad_train_step_arguments(good):
     jaxbp.train_step(NET, opt, params, opt.init(params), X, Y)
 
 
+def test_optimizer_state_checks(good):
+    """optim.check refuses a state that is not what opt.init(params) returns: the other
+    optimizer's, a velocity for SGD without momentum, a moment of another dtype or tree
+    structure (the same leaves in lists, not tuples)."""
+    params = good[0]
+    plain, heavy, adam = optim.sgd(0.1), optim.sgd(0.1, momentum=0.9), optim.adam()
+    to32 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float32), tree)  # noqa: E731
+    as_lists = [[W, b] for W, b in params]
+    for opt, state, fragments in (
+            (plain, optim.SGDState(velocity=params), ["SGDState", "got SGDState"]),
+            (heavy, adam.init(params), ["SGDState", "got AdamState"]),
+            (heavy, optim.SGDState(velocity=to32(params)), ["SGDState", "dtype"]),
+            (heavy, optim.SGDState(velocity=as_lists), ["SGDState", "structure"]),
+            (adam, adam.init(params)._replace(nu=to32(params)), ["AdamState", "dtype"]),
+            (adam, heavy.init(params), ["AdamState", "got SGDState"])):
+        with raises(ValueError, "state: expected the", *fragments):
+            optim.check(opt, state, params)
+    for opt in (plain, heavy, adam):
+        optim.check(opt, opt.init(params), params)  # what init returns passes
+
+
 def test_per_sample_checks_too(good):
     params, X, Y = good
     opt = optim.sgd(0.1)
