@@ -5,11 +5,13 @@ import math
 import re
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxbp
+from jaxbp.backprop import IN_PLACE_MIN, in_place
 
 NET = jaxbp.MLP((2, 6, 3), hidden="tanh", output="softmax")
 RTOL = 1e-12  # float64; the same arithmetic in the same order, so agreement is to rounding
@@ -92,6 +94,21 @@ def test_the_schedules_rate_is_the_one_each_epoch_steps_with():
     want, _ = _hand_epochs(NET, lambda e: jaxbp.optim.sgd(0.4 * 0.5**e), params0(), X, y, 6,
                            key=1, epochs=3)
     assert_same(res.params, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("n", [IN_PLACE_MIN - 1, IN_PLACE_MIN])
+def test_in_place_orders_the_gradients_after_J_and_the_inner_deltas(n):
+    """What `in_place` compiles (its numbers are the gradients either way): from IN_PLACE_MIN
+    parameters on, the gradients depend on J and on Δ^1..Δ^{L-1}, not on Δ^L; below, on
+    nothing but themselves. Read off the traced program: which inputs its equations use."""
+    grads = (jnp.zeros(n - 3, jnp.float32), jnp.zeros(3, jnp.float32))  # n in all
+    deltas = (None, jnp.ones((3, 2)), jnp.ones((4, 2)), jnp.ones((1, 2)))
+    jaxpr = jax.make_jaxpr(in_place)(grads, jnp.float64(1.0), deltas).jaxpr
+    _, J, d1, d2, d3 = jaxpr.invars[1:]
+    used = {v for eqn in jaxpr.eqns for v in eqn.invars
+            if not isinstance(v, jax.extend.core.Literal)}
+    ordered = n >= IN_PLACE_MIN
+    assert {J in used, d1 in used, d2 in used} == {ordered} and d3 not in used
 
 
 def test_a_network_above_the_in_place_threshold_trains_as_the_steps_do():
