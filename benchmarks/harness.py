@@ -62,13 +62,18 @@ def _time_calls(once, n):
 
 
 def measure(variants: dict[str, Prepared], rounds=7, min_time=0.05, warmup=2, max_inner=10_000):
-    """Time every variant in interleaved rounds. Returns {name: stats} with seconds per call."""
-    inner = {}
-    for name, v in variants.items():
+    """Time every variant in interleaved rounds. Returns {name: stats} with seconds per call.
+
+    Every variant makes the same number of calls per timed sample, calibrated so that the
+    slowest one's sample takes about `min_time`: a comparison's samples then cover the same
+    work and are averaged alike."""
+    slowest = 0.0
+    for v in variants.values():
         for _ in range(warmup):
             block(v.once())
-        t = _time_calls(v.once, 1)
-        inner[name] = int(min(max_inner, max(1, np.ceil(min_time / max(t, 1e-9)))))
+        slowest = max(slowest, _time_calls(v.once, 1))
+    calls = int(min(max_inner, max(1, np.ceil(min_time / max(slowest, 1e-9)))))
+    inner = dict.fromkeys(variants, calls)
     samples = {name: [] for name in variants}
     names = list(variants)
     for r in range(rounds):
