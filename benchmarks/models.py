@@ -269,15 +269,23 @@ def torch_device():
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None):
-    """An epoch of torch mini-batch Adam steps on row-major data, eager or torch.compile'd, on
-    `torch_device()`; on CUDA the clock stops after `torch.cuda.synchronize()`."""
+# torch.optim.Adam's implementations: its CPU default is the per-tensor Python loop (neither
+# foreach nor fused); "foreach" batches the tensors, "fused" runs one kernel for all of them.
+TORCH_ADAMS = {"for-loop": dict(foreach=False, fused=False), "foreach": dict(foreach=True),
+               "fused": dict(fused=True)}
+
+
+def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None, adam="fused"):
+    """An epoch of torch mini-batch Adam steps on row-major data, eager or torch.compile'd
+    (the whole step: forward, backward and the optimizer), on `torch_device()`, with Adam's
+    `adam` implementation (`TORCH_ADAMS`); on CUDA the clock stops after
+    `torch.cuda.synchronize()`."""
     import torch
 
     device = torch_device()
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # every core, as XLA uses them
     model = torch_model(net, params).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, **TORCH_ADAMS[adam])
     X = torch.from_numpy(X_rows).to(device)
     if net.output == "sigmoid":
         y = torch.from_numpy(labels.astype(np.float32))[:, None].to(device)
@@ -316,7 +324,8 @@ def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None):
     where = (f"cuda: {torch.cuda.get_device_name()}" if device == "cuda"
              else f"cpu ({torch.get_num_threads()} threads)")
     # "highest" (torch's default): float32 matmuls in true float32, as jaxbp's default.
-    info = {"runs_on": where, "torch_float32_matmul": torch.get_float32_matmul_precision()}
+    info = {"runs_on": where, "torch_float32_matmul": torch.get_float32_matmul_precision(),
+            "torch_adam": adam, "torch_compile_mode": compile_mode}
     return Prepared(once, compile_s, units=nb * b, info=info)
 
 
