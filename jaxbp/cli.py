@@ -47,7 +47,8 @@ Exit status: 0 done; 1 the run failed (a file that cannot be read or parsed, unu
 diverging run); 2 the command line is wrong (an unknown command or flag, a flag of another
 command, a value the flag does not take, a dataset or file that is not there, flags that do not
 fit together, the checkpoint or the data); 128 + the signal's number when stopped by SIGINT
-(130) or SIGTERM (143). An error is one line on stderr, naming the flag (a usage error adds
+(130) or SIGTERM (143), or when the reader of the output left (141, SIGPIPE: `jaxbp predict
+... | head`, silently). An error is one line on stderr, naming the flag (a usage error adds
 where to look; JAXBP_DEBUG=1 shows a failed run's traceback). JAX's and absl's informational
 log lines are hidden unless --verbosity asks for them (0: info, 1: debug).
 """
@@ -871,6 +872,9 @@ def main(argv):
         _exit(f"jaxbp {name}: error: {e}", 2)
     except Stopped as e:
         _exit(f"jaxbp {name}: {e}", 128 + e.signum)
+    except BrokenPipeError:  # `jaxbp predict ... | head`: the reader left; as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        sys.exit(128 + signal.SIGPIPE)
     except (ValueError, TypeError, OSError, ImportError, FloatingPointError) as e:
         if os.environ.get("JAXBP_DEBUG"):
             raise

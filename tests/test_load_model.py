@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_cli import jaxbp_cli
 from test_cli_task import _csv
-from test_resume import _run_together
+from test_resume import _run_together, _start
 
 import jaxbp
 from jaxbp import data, datasets
@@ -170,6 +170,20 @@ def test_export_command_writes_a_graph_of_raw_rows(trained):
         "jaxbp export: error: --onnx: expected the path of the .onnx file to write\n")
     assert unwritable[0] == 1 and unwritable[2].startswith(
         f"jaxbp export: error: --onnx: cannot write {nowhere}: ") and not nowhere.exists()
+
+def test_predict_into_a_pipe_closed_early_ends_quietly(trained):
+    """`jaxbp predict ... | head -1`: the reader leaves after one line; predict stops as `cat`
+    does, exit status 141 (128 + SIGPIPE), nothing on stderr. 30 000 rows: more output than a
+    pipe holds, so a write meets the closed pipe."""
+    rows = np.tile(trained.X, (200, 1))
+    many = _write(trained.tmp / "many.npy.csv", None, [[f"{v:.3f}" for v in x] for x in rows])
+    proc = _start("predict", "--checkpoint", str(trained.checkpoint), "--input", str(many))
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader is gone
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and err == "", err
+    assert first.strip() in CLASSES
 
 def test_csv_rows_with_and_without_a_header(tmp_path):
     path = _write(tmp_path / "rows.csv", ["x", "t", "y"], [[1, "no", 2], [3, "", 4]])
