@@ -88,3 +88,13 @@ def test_layers_draw_independently():
     for i in range(3):
         for j in range(i + 1, 3):
             assert abs(np.corrcoef(Ws[i], Ws[j])[0, 1]) < 5 / math.sqrt(Ws[i].size), (i, j)
+
+
+@pytest.mark.parametrize("scheme", ["he", "lecun", "glorot", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_scheme_draws_in_the_dtype_asked(scheme, dtype):
+    """Each leaf in the dtype asked for, whatever the default (x64 is on in the tests, so a
+    draw left at the default would be float64)."""
+    net = jaxbp.MLP((5, 4, 3), hidden="relu", output="identity")
+    params = jaxbp.init(net, jax.random.key(2), scheme=scheme, dtype=dtype)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype(dtype)}

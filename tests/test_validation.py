@@ -67,6 +67,15 @@ def test_bad_init():
         jaxbp.init(NET, jax.random.key(0), dtype="int32")
 
 
+def test_init_messages_start_with_the_argument():
+    with pytest.raises(ValueError, match=r"^scheme: expected one of \[.*\], got 'xavier'$"):
+        jaxbp.init(NET, jax.random.key(0), scheme="xavier")
+    with jax.enable_x64(False):  # float64 parameters need 64-bit types on
+        with pytest.raises(ValueError,
+                           match=r"^dtype: float64 needs jax_enable_x64 on, got it off$"):
+            jaxbp.init(NET, jax.random.key(0), dtype="float64")
+
+
 def test_bad_X(good):
     params, X, _ = good
     with raises(ValueError, "X", "(n_0, m) = (3, m)", "(5, 3)", "X.T"):
