@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 
-def _number(name, value, low=None, high=None, low_open=False, high_open=True):
+def _number(name, value, low=None, high=None, low_open=False):
+    """`value` as a finite float in [low, high) (or (low, high) with low_open)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a real number, got {value!r}")
     value = float(value)
@@ -22,7 +23,7 @@ def _number(name, value, low=None, high=None, low_open=False, high_open=True):
     if low is not None and (value <= low if low_open else value < low):
         bound = f"> {low}" if low_open else f">= {low}"
         raise ValueError(f"{name}: expected a number {bound}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
+    if high is not None and value >= high:
         raise ValueError(f"{name}: expected a number < {high}, got {value!r}")
     return value
 
