@@ -7,7 +7,9 @@ fit.py counts only its core functions (SCOPE below).
 
 A mutant is killed when a test failed on it: mutmut's "killed", and its "timeout" with exit
 status 255, which is a mutant that made a test module fail to import (e.g. an optimizer
-factory that raises when a parametrize list calls it). A survivor is equivalent when
+factory that raises when a parametrize list calls it); or, for a survivor of the selection,
+when scripts/mutation_elsewhere.py saw the slower test named for it fail
+(mutants/killed-elsewhere.json). A survivor is equivalent when
 docs/mutation-equivalent.tsv gives the reason in one line. The score is killed / (run −
 equivalent), as the issue asks: at least 95% per module.
 """
@@ -38,13 +40,20 @@ def equivalents():
     return {name.strip(): reason.strip() for name, reason in rows}
 
 
+ELSEWHERE = 1  # a survivor killed by its test outside the selection (mutation_elsewhere.py)
+
+
 def results():
-    """{module: {mutant: exit code or None}} from mutmut's .meta files."""
+    """{module: {mutant: exit code or None}} from mutmut's .meta files, a survivor's code
+    replaced by ELSEWHERE where mutation_elsewhere.py saw its test kill it."""
+    path = ROOT / "mutants" / "killed-elsewhere.json"
+    elsewhere = json.loads(path.read_text()) if path.exists() else {}
     out = {}
     for meta in sorted((ROOT / "mutants" / "jaxbp").glob("*.py.meta")):
         module = meta.name.removesuffix(".py.meta")
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        out[module] = {k: v for k, v in codes.items() if in_scope(module, k)}
+        out[module] = {k: ELSEWHERE if v == SURVIVED and elsewhere.get(k, {}).get(
+            "outcome") == "killed" else v for k, v in codes.items() if in_scope(module, k)}
     return out
 
 
