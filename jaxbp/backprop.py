@@ -186,7 +186,7 @@ def backward(net, params, cache, Y, sample_weight=None):
         `params`, holding (dW^l, db^l) for l = 1..L.
     """
     params = validate.params(net, params)
-    cache = validate.cache(net, params, cache)
+    cache = validate.cache(net, cache)
     Y = validate.targets(net, params, Y, m=cache.A[0].shape[1])
     weights = validate.sample_weight(params, sample_weight, m=Y.shape[1])
     return _backward_jit(net, params, cache, Y, weights)

@@ -296,7 +296,7 @@ def sample_weight(params, w, m, name="sample_weight"):
     return _cast(w, param_dtype(params)).reshape(1, m)
 
 
-def cache(net, params, cache):
+def cache(net, cache):
     """A `Cache` from `forward` for this net: A^0..A^L and Z^1..Z^L of shape (n_l, m)."""
     from jaxbp.backprop import Cache  # here, not at the top: backprop imports this module
 
