@@ -52,6 +52,15 @@ def test_bad_mlp(kwargs, exc, fragments):
         jaxbp.MLP(**kwargs)
 
 
+def test_mlp_takes_numpy_integer_sizes_as_ints():
+    """Sizes from NumPy (np.int64, as from an array's shape arithmetic) are accepted by their
+    __index__ and stored as Python ints; a float is not."""
+    net = jaxbp.MLP((np.int64(3), np.int32(4), 2))
+    assert net.sizes == (3, 4, 2) and all(type(n) is int for n in net.sizes)
+    with raises(TypeError, "sizes[1]: expected a positive int", "4.0"):
+        jaxbp.MLP((3, 4.0, 2))
+
+
 def test_bad_init():
     with raises(ValueError, "scheme", "glorot", "'xavier'"):
         jaxbp.init(NET, jax.random.key(0), scheme="xavier")
