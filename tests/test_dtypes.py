@@ -98,6 +98,19 @@ def test_bfloat16_matmul_policy():
     assert not np.array_equal(np.asarray(grads[0][0]), np.asarray(grads32[0][0]))
 
 
+@pytest.mark.parametrize("entry", ["backward", "train_step_jit", "fit epoch"])
+def test_the_bfloat16_policy_transposes_in_bfloat16(entry):
+    """Under matmul_dtype="bfloat16" the backward pass's materialised W^lᵀ (the CPU's
+    optimization barrier, `backprop.transposed`) is a bfloat16 array, half the copy of a
+    float32 one, and no float64 array appears (the transpose's dtype taken from the policy,
+    not from a default)."""
+    net, params, X, Y = _problem("bfloat16")
+    text = _lowered(entry, net, params, X, Y)
+    barriers = re.findall(r"stablehlo\.optimization_barrier[^\n]*", text)
+    assert barriers and all(re.search(r": tensor<\d+x\d+xbf16>$", b) for b in barriers), barriers
+    assert not re.findall(r"tensor<(?:\d+x)+f64>", text)
+
+
 @pytest.mark.parametrize("entry", ENTRIES)
 def test_float32_programs_hold_no_float64_array(entry):
     """With 64-bit types on (as in this session), every compiled program of a float32 network

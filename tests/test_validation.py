@@ -45,11 +45,13 @@ def raises(exc, *fragments):
          ["loss", "sigmoid or softmax", "'identity'"]),
         ({"sizes": (3, 1), "matmul_dtype": "float16"}, ValueError,
          ["matmul_dtype", "bfloat16", "'float16'"]),
+        ({"sizes": (3, 1), "precision": "tf16"}, ValueError, ["precision", "tf32", "'tf16'"]),
     ],
 )
 def test_bad_mlp(kwargs, exc, fragments):
-    with raises(exc, *fragments):
+    with raises(exc, *fragments) as info:
         jaxbp.MLP(**kwargs)
+    assert str(info.value).startswith(fragments[0] + ": "), str(info.value)  # named first
 
 
 def test_mlp_takes_numpy_integer_sizes_as_ints():
