@@ -67,6 +67,10 @@ def test_schemes_every_layer(scheme):
             assert not b.any()
         else:  # n >= 200 draws: P(all below 0.9 r) = 0.9^n < 1e-9
             assert 0.9 * bias_bound < np.abs(b).max() <= bias_bound, (l, b.max(), bias_bound)
+            # and spread as U(−r, r): std r/√3 and mean 0, each to 5 standard errors
+            b_std = bias_bound / math.sqrt(3)
+            assert abs(b.std() / b_std - 1) < 5 * math.sqrt(0.2 / b.size), (l, b.std(), b_std)
+            assert abs(b.mean()) < 5 * b_std / math.sqrt(b.size), (l, b.mean())
 
 
 def test_keys_typed_and_legacy_deterministic():
