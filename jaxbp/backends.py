@@ -46,10 +46,12 @@ def deterministic_gpu_ops(environ=os.environ):
 
 # --- the persistent compilation cache ----------------------------------------------------------
 CACHE_ENV = "JAXBP_COMPILATION_CACHE"  # a directory, or 0/off/false/none: no cache
-# Programs that compile faster than this are not written (JAX's default, 1 s, would leave out
-# most of jaxbp's: an epoch of a small network compiles in 0.2-1 s on a 2-core CPU; one eager
-# jnp operation in ~5 ms, which is not worth a file).
-MIN_COMPILE_SECS = 0.1
+# Programs that compile faster than this are not written. JAX's default, 1 s, would leave out
+# most of jaxbp's (an epoch of a small network compiles in 0.2-1 s on a 2-core CPU), and even
+# the small ones add up: an estimator's first fit on digits, in a second process, took 1.1 s
+# with 0.1 here (6 entries) and 0.7 s with 0 (38 entries, 0.3 MB); the first process pays
+# ~0.2 s to write them (2-core Xeon, 2026-12-02).
+MIN_COMPILE_SECS = 0.0
 # At most this much on disk, least recently used entries evicted first; entries are read and
 # written under a file lock (the `filelock` package), so processes may share the directory.
 MAX_BYTES = 1 << 30

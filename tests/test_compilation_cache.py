@@ -65,8 +65,7 @@ def test_a_second_process_loads_what_the_first_compiled(tmp_path):
     written = entries(cache)
     assert first["hits"] == 0 and first["misses"] > 0 and written, first
     second = fit_in_a_process(tmp_path)
-    # every program the first wrote is loaded (one that compiled in under MIN_COMPILE_SECS,
-    # 0.1 s, is not written, and compiles again: a loaded machine can slow one past it)
+    # every program the first wrote is loaded (MIN_COMPILE_SECS is 0: all of them are written)
     assert second["hits"] == len(written) >= 3, (first, second, written)
     assert second["params"] == first["params"]  # the cached program is the compiled one
     assert entries(cache) == written and first["warnings"] == second["warnings"] == []
