@@ -464,4 +464,6 @@ def load_npz(path, x_key="X", y_key="y", *, task=None, classes=None,
 
 
 # The deprecated spellings jaxbp.data.<name> (see jaxbp.data.MOVED).
-data._moved.update((name, globals()[name]) for name in data.MOVED)
+data._moved.update(BUILTIN=BUILTIN, load=load, make_xor=make_xor, make_spirals=make_spirals,
+                   make_moons=make_moons, make_mnist1d=make_mnist1d, read_idx=read_idx,
+                   load_idx=load_idx, load_csv=load_csv, load_npz=load_npz)
