@@ -4,6 +4,7 @@ fit.py counts only its core functions (SCOPE below).
 
     python scripts/mutation_score.py            # the table, then every survivor not justified
     python scripts/mutation_score.py --all      # every survivor, with its justification
+    python scripts/mutation_score.py --todo     # the in-scope mutants not run yet
 
 A mutant is killed when a test failed on it: mutmut's "killed", and its "timeout" with exit
 status 255, which is a mutant that made a test module fail to import (e.g. an optimizer
@@ -76,8 +77,14 @@ def table(res, eq):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="list every survivor")
+    parser.add_argument("--todo", action="store_true",
+                        help="only print the in-scope mutants without a result, one a line, "
+                             "for `mutmut run $(python scripts/mutation_score.py --todo)`")
     args = parser.parse_args()
     res, eq = results(), equivalents()
+    if args.todo:
+        print("\n".join(k for codes in res.values() for k, v in codes.items() if v is None))
+        return
     table(res, eq)
     other = collections.Counter(v for codes in res.values() for v in codes.values()
                                 if v not in KILLED | {SURVIVED, None})
