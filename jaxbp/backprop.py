@@ -18,24 +18,13 @@ are 0 or 1/(1 − p); the chain rule then gives Δ^l = W^{l+1}ᵀ Δ^{l+1} ⊙ M
 arguments outside `jit` and then call the jitted versions.
 """
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from jaxbp import validate
 from jaxbp.activations import ACTIVATIONS, DERIVATIVES, OUTPUTS
 from jaxbp.losses import LOSS_GRADIENTS, cost, example_scale
-from jaxbp.model import PRECISIONS
-
-
-class Cache(NamedTuple):
-    """What the backward pass needs from the forward pass, indexed by layer as in the seeds."""
-
-    A: tuple  # (A^0 = X, A^1, ..., A^L), A^l of shape (n_l, m)
-    Z: tuple  # (None, Z^1, ..., Z^L), Z^l of shape (n_l, m); Z^0 does not exist
-    # (None, M^1, ..., M^{L-1}): inverted-dropout masks (entries 0 or 1/(1 − p)); () for none
-    M: tuple = ()
+from jaxbp.model import PRECISIONS, Cache
 
 
 def matmul(net, P, Q):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +92,17 @@ class MLP:
         return sum(
             n * n_prev + n for n_prev, n in zip(self.sizes[:-1], self.sizes[1:], strict=True)
         )
+
+
+class Cache(NamedTuple):
+    """What the backward pass needs from the forward pass (`jaxbp.forward` returns it), indexed by
+    layer as in the seeds. It lives beside the network description so that the passes
+    (backprop.py) and the checks (validate.py) both build on it without importing each other."""
+
+    A: tuple  # (A^0 = X, A^1, ..., A^L), A^l of shape (n_l, m)
+    Z: tuple  # (None, Z^1, ..., Z^L), Z^l of shape (n_l, m); Z^0 does not exist
+    # (None, M^1, ..., M^{L-1}): inverted-dropout masks (entries 0 or 1/(1 − p)); () for none
+    M: tuple = ()
 
 
 def default_dtype():

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.model import MLP
+from jaxbp.model import MLP, Cache
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -298,8 +298,6 @@ def sample_weight(params, w, m, name="sample_weight"):
 
 def cache(net, cache):
     """A `Cache` from `forward` for this net: A^0..A^L and Z^1..Z^L of shape (n_l, m)."""
-    from jaxbp.backprop import Cache  # here, not at the top: backprop imports this module
-
     if not isinstance(cache, Cache):
         raise TypeError(
             f"cache: expected the Cache returned by jaxbp.forward, got {type(cache).__name__}"
