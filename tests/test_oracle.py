@@ -236,3 +236,34 @@ def test_registered_activation_is_checked_and_trains_right():
         for name in names:
             for table in (jaxbp.activations.ACTIVATIONS, jaxbp.activations.DERIVATIVES, HIDDEN_G):
                 table.pop(name, None)
+
+
+def test_the_deltas_are_the_cost_gradient_at_each_Z():
+    """`_backprop`'s deltas are (None, Δ^1, ..., Δ^L), Δ^l = ∂J/∂Z^l of shape (n_l, m): each
+    checked against jax.grad of the cost as a function of Z^l (the layers above recomputed
+    from it), float64."""
+    from jaxbp.activations import ACTIVATIONS, OUTPUTS
+    from jaxbp.backprop import _backprop, _forward
+    from jaxbp.losses import cost, example_scale
+
+    net = jaxbp.MLP((3, 5, 4, 2), hidden="tanh", output="softmax")
+    params = jaxbp.init(net, jax.random.key(4), dtype="float64")
+    rng = np.random.default_rng(4)
+    X = jnp.asarray(rng.normal(size=(3, 6)))
+    Y = jnp.asarray(np.eye(2)[:, rng.integers(0, 2, 6)])
+    _, cache = _forward(net, params, X)
+    _, _, deltas = _backprop(net, params, cache, Y)
+    assert len(deltas) == net.L + 1 and deltas[0] is None
+
+    def J_of(Z, l):  # the cost with Z^l given, layers l+1..L recomputed
+        A = (OUTPUTS[net.output] if l == net.L else ACTIVATIONS[net.hidden])(Z)
+        for k in range(l + 1, net.L + 1):
+            Z = params[k - 1][0] @ A + params[k - 1][1]
+            A = (OUTPUTS[net.output] if k == net.L else ACTIVATIONS[net.hidden])(Z)
+        return cost(net.output, net.loss, Z, A, Y, example_scale(6))
+
+    for l in range(1, net.L + 1):
+        want = jax.grad(J_of)(cache.Z[l], l)
+        assert deltas[l].shape == (net.sizes[l], 6)
+        np.testing.assert_allclose(np.asarray(deltas[l]), np.asarray(want), rtol=1e-10,
+                                   atol=1e-13)
