@@ -360,7 +360,8 @@ def scipy_lbfgs(net, params, X, Y, w, alpha, *, max_iter, max_fun=15000, tol=1e-
     (n_0, m), Y (n_L, m), w (1, m) device arrays. Returns (params, SciPy's OptimizeResult)."""
     import scipy.optimize
 
-    from jaxbp.lbfgs import _ravel, _unravel, _value_and_gradient
+    from jaxbp.fit import _flat
+    from jaxbp.lbfgs import _unravel, _value_and_gradient
 
     dtype = params[0][0].dtype
     alpha = jnp.asarray(alpha, dtype)
@@ -369,7 +370,7 @@ def scipy_lbfgs(net, params, X, Y, w, alpha, *, max_iter, max_fun=15000, tol=1e-
         J, g = _value_and_gradient(net, jnp.asarray(theta.astype(dtype)), X, Y, w, alpha)
         return float(J), np.asarray(g, np.float64)
 
-    theta0 = np.asarray(_ravel(params), np.float64)
+    theta0 = np.asarray(_flat(params), np.float64)
     res = scipy.optimize.minimize(fun, theta0, method="L-BFGS-B", jac=True,
                                   options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
     return _unravel(net, jnp.asarray(res.x, dtype)), res

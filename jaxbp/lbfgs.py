@@ -29,6 +29,7 @@ import numpy as np
 
 from jaxbp import backends, validate
 from jaxbp.backprop import _backprop, _forward
+from jaxbp.fit import _flat  # θ as one vector, in ravel_pytree's order (W^1, b^1, ...)
 from jaxbp.model import MLP, init
 
 
@@ -50,9 +51,6 @@ def _unravel(net, theta):
     return tuple(params)
 
 
-def _ravel(params):
-    return jnp.concatenate([x.reshape(-1) for pair in params for x in pair])
-
 
 def _value_and_gradient_of(net, theta, X, Y, w, alpha):
     """(J, ∇J as a vector) at θ for column-major X (n_0, m), Y (n_L, m), weights w (1, m)."""
@@ -63,7 +61,7 @@ def _value_and_gradient_of(net, theta, X, Y, w, alpha):
     J = J + 0.5 * alpha / n * sum(jnp.sum(W * W) for W, _ in params)
     grads = tuple((dW + (alpha / n) * W, db) for (dW, db), (W, _) in zip(grads, params,
                                                                            strict=True))
-    return J, _ravel(grads)
+    return J, _flat(grads)
 
 
 _value_and_gradient = jax.jit(_value_and_gradient_of, static_argnums=0)
@@ -242,7 +240,7 @@ def minimize(net, params, X, Y, w, alpha=0.0, *, max_iter=200, max_fun=15000, to
     pairs, a strong-Wolfe line search) runs in one compiled `lax.while_loop` on the device,
     with no round trip to the host. Returns (params, Result)."""
     dtype = validate.param_dtype(params)
-    x, f, k, nfev, status, costs = _on_device(net, _ravel(params), X, Y, w,
+    x, f, k, nfev, status, costs = _on_device(net, _flat(params), X, Y, w,
                                               jnp.asarray(alpha, dtype), int(max_iter),
                                               int(max_fun), jnp.asarray(tol, dtype))
     k, (message, status) = int(k), REASONS[int(status)]
