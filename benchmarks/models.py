@@ -21,7 +21,7 @@ import numpy as np
 
 import jaxbp
 from benchmarks.harness import Prepared, compile_timed
-from jaxbp.backprop import _forward
+from jaxbp.backprop import forward
 from jaxbp.losses import cost, example_scale
 from jaxbp.step import train_step_jit
 
@@ -82,7 +82,7 @@ CPU_ONLY = "cpu"  # NumPy and scikit-learn
 
 # --- jaxbp and its autodiff twin -------------------------------------------------------------
 def _cost_of(params, net, X, Y):
-    A_L, cache = _forward(net, params, X)
+    A_L, cache = forward(net, params, X)
     return cost(net.output, net.loss, cache.Z[net.L], A_L, Y, example_scale(X.shape[1]))
 
 
@@ -105,7 +105,7 @@ _JAX_NN = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid,
 def _idiomatic_cost(params, net, X, Y):
     """Mean cost over the m columns of X (n_0, m), targets Y (n_L, m): softmax cross-entropy
     by jax.nn.log_softmax, sigmoid BCE by softplus(z) − y z, squared error ½‖z − y‖²."""
-    from jaxbp.backprop import matmul  # the net's matmul policy (precision, bfloat16)
+    from jaxbp.backends import matmul  # the net's matmul policy (precision, bfloat16)
 
     A = X
     for l, (W, b) in enumerate(params, start=1):
@@ -360,7 +360,7 @@ def scipy_lbfgs(net, params, X, Y, w, alpha, *, max_iter, max_fun=15000, tol=1e-
     (n_0, m), Y (n_L, m), w (1, m) device arrays. Returns (params, SciPy's OptimizeResult)."""
     import scipy.optimize
 
-    from jaxbp.fit import _flat
+    from jaxbp.backends import flat
     from jaxbp.lbfgs import _unravel, _value_and_gradient
 
     dtype = params[0][0].dtype
@@ -370,7 +370,7 @@ def scipy_lbfgs(net, params, X, Y, w, alpha, *, max_iter, max_fun=15000, tol=1e-
         J, g = _value_and_gradient(net, jnp.asarray(theta.astype(dtype)), X, Y, w, alpha)
         return float(J), np.asarray(g, np.float64)
 
-    theta0 = np.asarray(_flat(params), np.float64)
+    theta0 = np.asarray(flat(params), np.float64)
     res = scipy.optimize.minimize(fun, theta0, method="L-BFGS-B", jac=True,
                                   options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
     return _unravel(net, jnp.asarray(res.x, dtype)), res

@@ -669,7 +669,7 @@ def _lbfgs_on(name, iters, rounds):
 
     from jaxbp import data, datasets
     from jaxbp import lbfgs as jl
-    from jaxbp.fit import targets_from_labels
+    from jaxbp.validate import targets_from_labels
 
     ds = datasets.load(name)
     X_tr, X_te, y_tr, y_te = train_test_split(ds.X, ds.y, test_size=0.2, random_state=0,

@@ -2,13 +2,13 @@
 
 from jaxbp import datasets, optim, parallel, per_sample
 from jaxbp.activations import register_activation
-from jaxbp.backprop import Cache, backward, forward
+from jaxbp.api import backward, check_pending, evaluate, forward, predict, train_step
 from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from jaxbp.fit import DivergenceError, FitResult, Schedule, evaluate, fit, predict
+from jaxbp.fit import DivergenceError, FitResult, Schedule, fit
 from jaxbp.lbfgs import fit_lbfgs
-from jaxbp.model import MLP, init
+from jaxbp.model import MLP, Cache, init
 from jaxbp.model_file import SavedModel, load_model
-from jaxbp.step import check_pending, train_step, train_step_jit
+from jaxbp.step import train_step_jit
 
 __all__ = [
     "MLP",

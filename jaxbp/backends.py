@@ -1,23 +1,39 @@
-"""What differs between backends, and the switch that makes GPU runs reproducible.
+"""Every choice jaxbp makes for one backend's sake, with what it measured, in one place.
+
+The equations (backprop.py) say what is computed; this module says how, where that depends on
+the hardware. A GPU-specific path belongs here, beside the CPU one it replaces.
+
+    choice                     target            what it does, and elsewhere
+    `matmul`                   every backend     the compute policy: the net's float32
+                                                 precision (true float32 or TF32), or
+                                                 bfloat16 operands with float32 accumulation
+    `transposed`               CPU only          W^lᵀ materialised behind an optimization
+                                                 barrier (XLA's CPU dot is slow on a transposed
+                                                 operand); elsewhere W.T inside the matmul,
+                                                 chosen by `lax.platform_dependent` from the
+                                                 platform compiled for (an export for CUDA
+                                                 from a CPU host takes the GPU form)
+    `in_place`, `after`        measured on CPU,  gradients ordered after the reads of W^l, so
+                               kept everywhere   a scan of steps updates the weights in place
+    `flat`                     measured on CPU,  the epoch's parameters, gradients and moments
+                               kept everywhere   as one vector each (one fused update)
+    `shuffle`                  every backend     one sort of random Philox words: fast on CPU,
+                                                 and the same epoch order on every backend
+    `LOOKAHEAD_BYTES`          every backend     how much the epochs dispatched ahead may hold
+    `deterministic_gpu_ops`    GPU               XLA's deterministic kernels
+    `compilation_cache`        every backend     JAX's persistent cache of compiled programs
+
+Each of them computes the same numbers as the plain form (tests/test_fit.py, test_train_step.py
+and test_gpu_paths.py check it); only speed and memory differ.
 
 Bit for bit, jaxbp reproduces a run on the same backend and device kind, with the same jax and
 jaxlib versions and XLA flags: the same key gives the same parameters, and a resumed run
 continues exactly as the uninterrupted one. On a CPU that holds as it is. On a GPU, XLA's
 autotuner may pick a different GEMM algorithm in another process, and some kernels (scatter,
 reductions by atomics) add in an order that varies from run to run; XLA's flag
-`--xla_gpu_deterministic_ops=true` makes it choose deterministic ones. The epoch order (a
-Philox stream, `fit._shuffle`) and dropout masks (threefry) are the same on every backend;
-the parameters are not: float32 sums round differently on different hardware.
-
-Choices made for XLA's CPU backend, and what they do elsewhere:
-- `backprop.transposed` materialises W^lᵀ behind an optimization barrier on CPU only, chosen
-  by `lax.platform_dependent` from the platform the program is compiled for (an export for
-  CUDA from a CPU host takes the GPU form: W.T inside the matmul).
-- `backprop.in_place` (gradients ordered after the reads of W^l, so a scan of steps updates
-  the weights in place) and `fit._flat` (one flat vector built with dynamic_update_slice)
-  were measured on CPU; they compute the same numbers and are kept on every backend.
-- `fit._shuffle` (one sort of random words) is kept on every backend so that the epoch order
-  is the same everywhere.
+`--xla_gpu_deterministic_ops=true` makes it choose deterministic ones. The epoch order
+(`shuffle`) and dropout masks (threefry) are the same on every backend; the parameters are
+not: float32 sums round differently on different hardware.
 
 The persistent compilation cache (`compilation_cache`): `fit`, the estimators and the CLI turn
 on JAX's on-disk cache of compiled programs, so that a second process (the next `jaxbp train`,
@@ -29,6 +45,129 @@ flags: a cached program is the program that would have been compiled, so results
 import os
 import threading
 
+import jax
+import jax.numpy as jnp
+
+from jaxbp.model import PRECISIONS
+
+
+# --- the compute policy ------------------------------------------------------------------------
+def matmul(net, P, Q):
+    """P @ Q under the net's compute policy, the one place jaxbp multiplies matrices: the
+    operands' own dtype at the net's precision (true float32 unless `precision="tf32"`), or
+    bfloat16 operands with float32 accumulation."""
+    if net.matmul_dtype is None:
+        return jnp.matmul(P, Q, precision=PRECISIONS[net.precision])
+    bf16 = jnp.bfloat16
+    return jnp.matmul(P.astype(bf16), Q.astype(bf16), precision="default",
+                      preferred_element_type=jnp.float32)
+
+
+# --- the materialised transpose ----------------------------------------------------------------
+def transposed(net, W):
+    """W^lᵀ for the backward matmul Δ^{l-1} = W^lᵀ Δ^l: on CPU as its own row-major array.
+
+    XLA's CPU backend multiplies a transposed left operand (contracting W's rows) far slower
+    than a plain one: 280-320 vs 430-460 GFLOP/s (float32) on our 2-core benchmark machine.
+    Materialising Wᵀ first (an O(n_l n_{l-1}) copy, against the O(n_l n_{l-1} m) matmul) and
+    keeping XLA from folding it back into the dot with an optimization barrier recovers most
+    of that. GPUs transpose inside the matmul for free, so there W is used as it is. The
+    branch follows the platform the program is compiled for (`lax.platform_dependent`), not
+    the process's default backend: a program exported for CUDA from a CPU host has no barrier.
+    """
+    dtype = W.dtype if net.matmul_dtype is None else jnp.dtype(net.matmul_dtype)
+
+    def on_cpu(W):
+        return jax.lax.optimization_barrier(W.T.astype(dtype))
+
+    return jax.lax.platform_dependent(W, cpu=on_cpu, default=lambda W: W.T.astype(dtype))
+
+
+# --- the in-place ordering ---------------------------------------------------------------------
+def after(tree, *values):
+    """`tree` unchanged, but computed after `values`: a zero that depends on them is added to
+    it. The zero is 0·[v = v] (a comparison, so it is 0 even for an infinite or NaN v)."""
+    seen = sum((jnp.ravel(v)[0] == jnp.ravel(v)[0]).astype(jnp.float32) for v in values)
+    return jax.tree.map(lambda x: x + (0.0 * seen).astype(x.dtype), tree)
+
+
+IN_PLACE_MIN = 1 << 16  # parameters: below this, copying them is cheaper than the ordering
+
+
+def in_place(grads, J, deltas):
+    """The gradients, ordered so that a loop of training steps updates W^l in place.
+
+    Inside a loop (a `lax.scan` of steps) XLA overwrites the carried W^l only if it can
+    prove every read of the old W^l comes first. Two reads feed nothing the update of W^l
+    needs: W^lᵀ Δ^l (it makes Δ^{l-1}) and the cost J (XLA recomputes Z^L inside the cost's
+    fusion). Left unordered, they make XLA copy W^l every step: 16 MiB a step for a 2048 ×
+    2048 layer. Making the gradients wait for J and Δ^1..Δ^{L-1} (`after`) orders them; the
+    numbers are the same. Below IN_PLACE_MIN parameters the copy is cheap and the ordering
+    measured slower (2-core CPU, epochs of Adam steps: 30-64-32-1 (4k parameters) 3.7 ms
+    ordered against 2.0 ms copied, 20k and 51k parameters slower too; 85k, 270k, 289k and
+    5.8M parameters 4-13% faster), so small nets keep the copy.
+    """
+    if sum(g.size for g in jax.tree.leaves(grads)) < IN_PLACE_MIN:
+        return grads
+    return after(grads, J, *deltas[1:-1])
+
+
+# --- layout and order inside the compiled epoch ----------------------------------------------
+# Inside the epoch the parameters, gradients and optimizer moments travel as one flat vector
+# each (`flat`, in `ravel_pytree`'s layout): the update of every layer is then one fused
+# loop instead of one per array (on CPU the per-kernel launch, not the arithmetic, is what a
+# small network's step costs). Every optimizer of `optim.OPTIMIZERS` computes the same numbers
+# on the vector as on the tree (tests/test_optim.py checks each of them).
+def flat(tree):
+    """Every leaf of `tree`, raveled, one after another in tree order: one vector, laid out as
+    `ravel_pytree` lays it out (its `unravel` gives the tree back). Each leaf is written into
+    the vector by a dynamic_update_slice: XLA's CPU backend runs the equivalent concatenate
+    some 40 times slower (7 ms against 0.15 ms for the 551k parameters of a
+    40-512-512-512-10 network; an epoch flattens the params and each optimizer moment)."""
+    leaves = jax.tree.leaves(tree)
+    flat = jnp.zeros(sum(x.size for x in leaves), jnp.result_type(*leaves))
+    offset = 0
+    for x in leaves:
+        flat = jax.lax.dynamic_update_slice(flat, x.reshape(-1).astype(flat.dtype), (offset,))
+        offset += x.size
+    return flat
+
+
+def shuffle(key, m):
+    """A random permutation of 0..m-1 from `key`, for the epoch's batch order.
+
+    `jax.random.permutation` sorts (key, value) pairs by a comparator, which on CPU costs
+    more than a small network's whole epoch (~570 µs for m = 1797 on the 2-core CI machine,
+    against ~80 µs here for one round, ~125 µs for two). Each round draws 32-bit words, puts
+    the example's current position in the low bits (so the words are distinct and the sort
+    needs no second operand) and sorts them: the order of the high, random bits is the new
+    order. Words whose random bits tie keep the previous round's order: index order in the
+    first round, the first round's random order in a second. One round is enough while
+    fewer than one tied pair is expected (m² < 2^(33 − low bits); 1 797 rows: 0.8 pairs),
+    two otherwise. The words come from XLA's RngBitGenerator seeded by `key`, with the
+    Philox algorithm named (not the backend's default), so the order is the same on every
+    backend; above 2^20 rows, `jax.random.permutation` (threefry, computed by JAX's own ops)
+    is too."""
+    low_bits = max(1, int(m - 1).bit_length())
+    if low_bits > 20:  # under 12 random bits a round: ties too common; the comparator sort
+        return jax.random.permutation(key, m)
+    rounds = 1 if m * m < 2 ** (33 - low_bits) else 2
+    low = jnp.uint32((1 << low_bits) - 1)
+    data = jax.random.key_data(key).reshape(-1)[:2]
+    seed = jnp.concatenate([data, data ^ jnp.uint32(0x5BD1E995)])
+    _, words = jax.lax.rng_bit_generator(seed, (rounds, m), jnp.uint32,
+                                         algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX)
+    order, position = jnp.arange(m, dtype=jnp.uint32), jnp.arange(m, dtype=jnp.uint32)
+    for r in range(rounds):
+        order = order[(jnp.sort((words[r] & ~low) | position) & low).astype(jnp.int32)]
+    return order.astype(jnp.int32)
+
+
+# --- how far the host runs ahead of the device ------------------------------------------------
+LOOKAHEAD_BYTES = 64 << 20  # the pending epochs' params and optimizer states: at most this
+
+
+# --- deterministic GPU kernels -----------------------------------------------------------------
 DETERMINISTIC_GPU_OPS = "--xla_gpu_deterministic_ops"
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import validate
-from jaxbp.backprop import _backprop, _forward
+from jaxbp.backprop import backward, forward
 from jaxbp.model import MLP
 
 WORKED_EXAMPLE = {
@@ -53,8 +53,8 @@ def explain(net=None, params=None, X=None, Y=None, lr=None, decimals=4, file=Non
     Y = validate.targets(net, params, jnp.asarray(Y, dtype), m=X.shape[1])
     m, L = X.shape[1], net.L
 
-    _, cache = jax.jit(_forward, static_argnums=0)(net, params, X)
-    J, grads, deltas = jax.jit(_backprop, static_argnums=0)(net, params, cache, Y)
+    _, cache = jax.jit(forward, static_argnums=0)(net, params, X)
+    J, grads, deltas = jax.jit(backward, static_argnums=0)(net, params, cache, Y)
     out = []
     p = out.append
     p(f"network {net.sizes}: {net.hidden} hidden, {net.output} output, loss {net.loss}; "

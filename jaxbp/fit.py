@@ -25,7 +25,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbp import backends, data, optim, validate
-from jaxbp.backprop import _backprop, _backward, _forward, in_place
+from jaxbp.backends import flat, in_place, shuffle
+from jaxbp.backprop import backward, dropout_masks, forward, objective
+from jaxbp.losses import TARGETS
 from jaxbp.model import MLP, init
 from jaxbp.parallel import AXIS, replicate
 
@@ -82,34 +84,6 @@ class FitResult:
     key: Any
 
 
-# --- data at the boundary ----------------------------------------------------------------------
-def targets_from_labels(net, y, name="y"):
-    """Row-major labels -> column-major targets Y (n_L, m), checked for the net's loss.
-
-    softmax: class ids (m,) in 0..n_L−1, or one-hot rows (m, n_L). sigmoid: {0, 1} of shape (m,)
-    when n_L = 1, or (m, n_L) for several independent labels. identity: (m,) when n_L = 1, or
-    (m, n_L)."""
-    y = np.asarray(y)
-    n_L = net.sizes[-1]
-    if y.size == 0:
-        raise ValueError(f"{name}: expected labels, got an empty array of shape {y.shape}")
-    if y.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected numeric labels (encode strings first, or use "
-                        f"jaxbp.sklearn's estimators), got dtype {y.dtype}")
-    if net.loss == "cross_entropy" and y.ndim == 1:
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0 or \
-                y.max() >= n_L:
-            raise ValueError(f"{name}: expected class ids in 0..{n_L - 1} for {n_L} softmax "
-                             f"outputs, got values from {y.min()} to {y.max()}")
-        return np.eye(n_L)[y.astype(int)].T
-    if y.ndim == 1 and n_L == 1:
-        return y[None, :].astype(np.float64)
-    if y.ndim == 2 and y.shape[1] == n_L:
-        return y.T.astype(np.float64)
-    raise ValueError(f"{name}: expected shape (m,) or (m, {n_L}) for n_L = {n_L} outputs, "
-                     f"got {y.shape}")
-
-
 # --- the compiled epoch -----------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class _Static:
@@ -119,36 +93,6 @@ class _Static:
     l2: bool  # alpha > 0; alpha's value is traced, so a search over it compiles once
     mesh: Any = None  # a 1-D "data" mesh: each batch's columns are split over its devices
     batch_pad: int = 0  # zero-weight columns added to each batch so the mesh divides it
-
-
-def _dropout_masks(net, key, p, m, dtype):
-    if p == 0.0:
-        return ()
-    keys = jax.random.split(key, net.L)
-    # Uniforms in the network's float type (float32 at least): a Python float p would draw
-    # float64 ones when 64-bit types are on, so the masks would depend on that global flag.
-    keep_p = jnp.asarray(1.0 - p, jnp.float64 if dtype == jnp.float64 else jnp.float32)
-    keep = [jax.random.bernoulli(keys[l], keep_p, (net.sizes[l], m)) for l in range(1, net.L)]
-    return (None, *[k.astype(dtype) / (1.0 - p) for k in keep])
-
-
-# Inside the epoch the parameters, gradients and optimizer moments travel as one flat vector
-# each (`_flat`, in `ravel_pytree`'s layout): the update of every layer is then one fused
-# loop instead of one per array (on CPU the per-kernel launch, not the arithmetic, is what a
-# small network's step costs). The optimizers are elementwise: the same numbers either way.
-def _flat(tree):
-    """Every leaf of `tree`, raveled, one after another in tree order: one vector, laid out as
-    `ravel_pytree` lays it out (its `unravel` gives the tree back). Each leaf is written into
-    the vector by a dynamic_update_slice: XLA's CPU backend runs the equivalent concatenate
-    some 40 times slower (7 ms against 0.15 ms for the 551k parameters of a
-    40-512-512-512-10 network; an epoch flattens the params and each optimizer moment)."""
-    leaves = jax.tree.leaves(tree)
-    flat = jnp.zeros(sum(x.size for x in leaves), jnp.result_type(*leaves))
-    offset = 0
-    for x in leaves:
-        flat = jax.lax.dynamic_update_slice(flat, x.reshape(-1).astype(flat.dtype), (offset,))
-        offset += x.size
-    return flat
 
 
 def _param_fields(state, params):
@@ -162,51 +106,16 @@ def _map_state(f, state, fields):
     return type(state)(*[f(v) if is_p else v for v, is_p in zip(state, fields, strict=True)])
 
 
-def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha, l2_mask):
-    """One mini-batch step on flat parameters (`unflat` shapes them back): forward (with
-    dropout masks), hand-written backward, L2, update."""
+def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha):
+    """`step.step` on flat parameters (`unflat` shapes them back for the objective): the
+    objective with dropout masks and L2 (scikit-learn's: alpha/(2n) Σ||W||², n = Σw of the
+    batch), then the update of the one vector."""
     params = unflat(flat_p)
-    masks = _dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
-    _, cache = _forward(net, params, x, masks)
-    J, grads, deltas = _backprop(net, params, cache, y, w[None, :])
-    g = _flat(grads)
-    if cfg.l2:  # scikit-learn's L2: J += α/(2n) Σ||W||², dW += (α/n) W, n = Σ w (biases: none)
-        n = jnp.where(jnp.sum(w) > 0, jnp.sum(w), 1.0)  # the batch's weight (its size if 1s)
-        J = J + 0.5 * alpha / n * jnp.sum(l2_mask * flat_p * flat_p)
-        g = g + (alpha / n) * l2_mask * flat_p
-    g = in_place(g, J, deltas)  # every read of flat_p first: overwritten, not copied
+    masks = dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
+    J, grads, deltas = objective(net, params, x, y, w[None, :], masks, alpha if cfg.l2 else None)
+    g = in_place(flat(grads), J, deltas)  # every read of flat_p first: overwritten, not copied
     flat_p, flat_s = opt.update(g, flat_s, flat_p, lr=lr)
     return flat_p, flat_s, J
-
-
-def _shuffle(key, m):
-    """A random permutation of 0..m-1 from `key`, for the epoch's batch order.
-
-    `jax.random.permutation` sorts (key, value) pairs by a comparator, which on CPU costs
-    more than a small network's whole epoch (~570 µs for m = 1797 on the 2-core CI machine,
-    against ~80 µs here for one round, ~125 µs for two). Each round draws 32-bit words, puts
-    the example's current position in the low bits (so the words are distinct and the sort
-    needs no second operand) and sorts them: the order of the high, random bits is the new
-    order. Words whose random bits tie keep the previous round's order: index order in the
-    first round, the first round's random order in a second. One round is enough while
-    fewer than one tied pair is expected (m² < 2^(33 − low bits); 1 797 rows: 0.8 pairs),
-    two otherwise. The words come from XLA's RngBitGenerator seeded by `key`, with the
-    Philox algorithm named (not the backend's default), so the order is the same on every
-    backend; above 2^20 rows, `jax.random.permutation` (threefry, computed by JAX's own ops)
-    is too."""
-    low_bits = max(1, int(m - 1).bit_length())
-    if low_bits > 20:  # under 12 random bits a round: ties too common; the comparator sort
-        return jax.random.permutation(key, m)
-    rounds = 1 if m * m < 2 ** (33 - low_bits) else 2
-    low = jnp.uint32((1 << low_bits) - 1)
-    data = jax.random.key_data(key).reshape(-1)[:2]
-    seed = jnp.concatenate([data, data ^ jnp.uint32(0x5BD1E995)])
-    _, words = jax.lax.rng_bit_generator(seed, (rounds, m), jnp.uint32,
-                                         algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX)
-    order, position = jnp.arange(m, dtype=jnp.uint32), jnp.arange(m, dtype=jnp.uint32)
-    for r in range(rounds):
-        order = order[(jnp.sort((words[r] & ~low) | position) & low).astype(jnp.int32)]
-    return order.astype(jnp.int32)
 
 
 def _epoch_program(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
@@ -215,7 +124,7 @@ def _epoch_program(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, 
     m, b = X.shape[1], cfg.batch_size
     nb = -(-m // b)
     k_perm, k_drop = jax.random.split(jax.random.fold_in(key, epoch))
-    order = _shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)
+    order = shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)
     pad = nb * b - m
     idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])  # padding repeats column 0...
     valid = jnp.concatenate([jnp.ones(m, X.dtype), jnp.zeros(pad, X.dtype)])  # ...weighing 0
@@ -235,19 +144,18 @@ def _epoch_program(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, 
     def split(A):  # (n, nb·b) -> (nb, n, b): batch i is columns i·b .. i·b + b − 1
         return shard(A[:, idx].reshape(A.shape[0], nb, b).transpose(1, 0, 2), P(None, None, AXIS))
 
-    flat_params, unflat = _flat(params), ravel_pytree(params)[1]
-    l2_mask = _flat(tuple((jnp.ones_like(W), jnp.zeros_like(bias)) for W, bias in params))
+    flat_params, unflat = flat(params), ravel_pytree(params)[1]
 
     def body(carry, batch):
         flat_p, flat_s = carry
         x, y, wb, i = batch
         flat_p, flat_s, J = _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, wb,
-                                        jax.random.fold_in(k_drop, i), lr, alpha, l2_mask)
+                                        jax.random.fold_in(k_drop, i), lr, alpha)
         return (flat_p, flat_s), (J, jnp.sum(wb))
 
     batches = (split(X), split(Y), shard(w.reshape(nb, b), P(None, AXIS)), jnp.arange(nb))
     fields = _param_fields(state, params)
-    carry = (flat_params, _map_state(_flat, state, fields))
+    carry = (flat_params, _map_state(flat, state, fields))
     (flat_p, flat_s), (costs, batch_weights) = jax.lax.scan(body, carry, batches)
     new_params = unflat(flat_p)
     state = _map_state(unflat, flat_s, fields)
@@ -261,8 +169,8 @@ _epoch = jax.jit(_epoch_program, static_argnums=(0, 1, 2))
 
 def _cost_and_score(net, params, X, Y):
     """(mean cost, score) on column-major data: accuracy for sigmoid/softmax, R² for identity."""
-    A_L, cache = _forward(net, params, X)
-    J, _ = _backward(net, params, cache, Y)
+    A_L, cache = forward(net, params, X)
+    J, _, _ = backward(net, params, cache, Y)
     if net.output == "softmax":
         score = jnp.mean(jnp.argmax(A_L, axis=0) == jnp.argmax(Y, axis=0))
     elif net.output == "sigmoid":
@@ -275,29 +183,6 @@ def _cost_and_score(net, params, X, Y):
 
 
 _evaluate = jax.jit(_cost_and_score, static_argnums=0)
-
-
-def evaluate(net, params, X, y):
-    """Mean cost and score (accuracy, or R² for an identity output) on row-major data."""
-    params = validate.params(net, params)
-    X = validate.inputs(net, params, validate.rows("X", X, net.sizes[0]).T)
-    Y = validate.targets(net, params, targets_from_labels(net, y), m=X.shape[1])
-    J, score = _evaluate(net, params, X, Y)
-    return {"cost": float(J), "score": float(score)}
-
-
-def predict(net, params, X):
-    """A^L for row-major X, returned row-major: shape (m, n_L)."""
-    params = validate.params(net, params)
-    X = validate.inputs(net, params, validate.rows("X", X, net.sizes[0]).T)
-    return _forward_rows(net, params, X)
-
-
-def _outputs_as_rows(net, params, X):
-    return _forward(net, params, X)[0].T
-
-
-_forward_rows = jax.jit(_outputs_as_rows, static_argnums=0)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -425,7 +310,7 @@ def _checked_settings(dropout, alpha, schedule, callback):
 def _training_rows(net, X, y, sample_weight):
     """X (m, n_0), its targets Y (n_L, m) and the weights w (m,) as NumPy, checked."""
     X = validate.rows("X", X, net.sizes[0])
-    Y = targets_from_labels(net, y)
+    Y = validate.targets_from_labels(net, y)
     if Y.shape[1] != X.shape[0]:
         raise ValueError(f"y: expected {X.shape[0]} labels, one per row of X, got {Y.shape[1]}")
     m = X.shape[0]
@@ -444,7 +329,7 @@ def _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data):
     validation_fraction = validate.fraction("validation_fraction", validation_fraction)
     if validation_data is not None:
         X_val = validate.rows("validation_data[0]", validation_data[0], net.sizes[0])
-        return X, Y, w, (X_val, targets_from_labels(net, validation_data[1],
+        return X, Y, w, (X_val, validate.targets_from_labels(net, validation_data[1],
                                                     name="validation_data[1]"))
     if validation_fraction == 0:
         return X, Y, w, None
@@ -454,7 +339,7 @@ def _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data):
                          f"examples of {m}")
     seed = int(jax.random.randint(jax.random.fold_in(key, 2**31 - 1), (), 0, 2**31 - 1))
     labels = np.asarray(y)
-    classify = net.loss != "mse" and labels.ndim == 1
+    classify = TARGETS[net.loss] != "finite" and labels.ndim == 1
     try:
         train, val = data.split_indices(labels, validation_fraction, seed=seed,
                                         stratify=classify, name="validation_fraction")
@@ -516,7 +401,7 @@ def _show(bar, record):
 def _lookahead(lookahead, callback, checkpoint, params, state):
     """How many epochs may run ahead of the one read back: see `fit`'s docstring."""
     nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
-    within = int(max(1, (64 << 20) // max(nbytes, 1)))  # pending epochs' params: <= 64 MiB
+    within = int(max(1, backends.LOOKAHEAD_BYTES // max(nbytes, 1)))  # pending epochs
     if lookahead is not None:
         return min(validate.positive_int("lookahead", lookahead), within)
     if callback is not None or checkpoint is not None:

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import backends, validate
-from jaxbp.backprop import _backprop, _forward
-from jaxbp.fit import _flat  # θ as one vector, in ravel_pytree's order (W^1, b^1, ...)
+from jaxbp.backends import flat  # θ as one vector, in ravel_pytree's order (W^1, b^1, ...)
+from jaxbp.backprop import objective
 from jaxbp.model import MLP, init
 
 
@@ -54,14 +54,8 @@ def _unravel(net, theta):
 
 def _value_and_gradient_of(net, theta, X, Y, w, alpha):
     """(J, ∇J as a vector) at θ for column-major X (n_0, m), Y (n_L, m), weights w (1, m)."""
-    params = _unravel(net, theta)
-    _, cache = _forward(net, params, X)
-    J, grads, _ = _backprop(net, params, cache, Y, w)
-    n = jnp.sum(w)
-    J = J + 0.5 * alpha / n * sum(jnp.sum(W * W) for W, _ in params)
-    grads = tuple((dW + (alpha / n) * W, db) for (dW, db), (W, _) in zip(grads, params,
-                                                                           strict=True))
-    return J, _flat(grads)
+    J, grads, _ = objective(net, _unravel(net, theta), X, Y, w, alpha=alpha)
+    return J, flat(grads)
 
 
 _value_and_gradient = jax.jit(_value_and_gradient_of, static_argnums=0)
@@ -240,7 +234,7 @@ def minimize(net, params, X, Y, w, alpha=0.0, *, max_iter=200, max_fun=15000, to
     pairs, a strong-Wolfe line search) runs in one compiled `lax.while_loop` on the device,
     with no round trip to the host. Returns (params, Result)."""
     dtype = validate.param_dtype(params)
-    x, f, k, nfev, status, costs = _on_device(net, _flat(params), X, Y, w,
+    x, f, k, nfev, status, costs = _on_device(net, flat(params), X, Y, w,
                                               jnp.asarray(alpha, dtype), int(max_iter),
                                               int(max_fun), jnp.asarray(tol, dtype))
     k, (message, status) = int(k), REASONS[int(status)]

@@ -39,6 +39,14 @@ LOSS_GRADIENTS = {
     "mse": lambda A, Y: A - Y,
 }
 
+# name -> what the targets Y hold: the value check `validate` runs on them, and what labels
+# become ("one_hot": class ids 0..n_L−1 become one-hot columns).
+#   "binary": values in {0, 1}   "one_hot": one-hot columns   "finite": any finite value
+TARGETS = {"bce": "binary", "cross_entropy": "one_hot", "mse": "finite"}
+
+# The losses that take log(A^L): they need an output in PROBABILITY_OUTPUTS.
+LOG_LOSSES = frozenset({"bce", "cross_entropy"})
+
 # (output, loss) -> ℓ(Z^L, Y): numerically stable forms for the natural pairs with logs.
 LOSSES_FROM_LOGITS = {
     # −[y log σ(z) + (1−y) log(1−σ(z))] = softplus(z) − y z, which never takes log(0)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp.activations import ACTIVATIONS, OUTPUTS, RELU_FAMILY
-from jaxbp.losses import LOSSES, NATURAL_LOSS, PROBABILITY_OUTPUTS
+from jaxbp.losses import LOG_LOSSES, LOSSES, NATURAL_LOSS, PROBABILITY_OUTPUTS
 
 MATMUL_DTYPES = (None, "bfloat16")
 # float32 matmul precision -> the lax.Precision every dot_general is compiled with. "float32":
@@ -63,7 +63,7 @@ class MLP:
         _choice("output", self.output, tuple(OUTPUTS))
         loss = NATURAL_LOSS[self.output] if self.loss is None else self.loss
         _choice("loss", loss, tuple(LOSSES))
-        if loss != "mse" and self.output not in PROBABILITY_OUTPUTS:
+        if loss in LOG_LOSSES and self.output not in PROBABILITY_OUTPUTS:
             raise ValueError(
                 f"loss: {loss!r} takes log(A^L) and needs an output in (0, 1) "
                 f"(sigmoid or softmax), got output={self.output!r}"

@@ -32,7 +32,8 @@ standardising, and the task read off the network (mse loss: a regression, else t
 import numpy as np
 
 from jaxbp import checkpoint, data, validate
-from jaxbp.fit import predict as _outputs_of
+from jaxbp.api import predict as _outputs_of
+from jaxbp.losses import TARGETS
 
 __all__ = ["MismatchError", "SavedModel", "load_model"]
 
@@ -205,9 +206,9 @@ class SavedModel:
 
 # --- the run record, checked against the network -------------------------------------------------
 def _task(net, task):
-    """The recorded task, or the network's (mse: regression, else classes)."""
+    """The recorded task, or the network's (real-valued targets: regression, else classes)."""
     if task is None:
-        return "regression" if net.loss == "mse" else (
+        return "regression" if TARGETS[net.loss] == "finite" else (
             "binary" if net.sizes[-1] <= 2 else "multiclass")
     if task not in data.TASKS:
         raise ValueError(f"'task': expected one of {list(data.TASKS)}, got {task!r:.60}")

@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbp import optim, validate
-from jaxbp.backprop import _backward, _forward
+from jaxbp.backprop import objective
 
 AXIS = "data"
 
@@ -94,8 +94,8 @@ def data_mesh(devices=None):
 
 def _local_step(net, opt, params, state, X, Y, w):
     """On one device: its columns' gradient, weighted into the batch gradient by one psum."""
-    _, cache = _forward(net, params, X)  # Z^l, A^l of this device's columns
-    J_d, grads_d = _backward(net, params, cache, Y, w)  # normalised by W_d = Σ w (this device)
+    J_d, grads_d, _ = objective(net, params, X, Y, w)  # this device's columns, normalised
+    # by W_d = Σ w over them
     W_d = jnp.sum(w)
     share = W_d / jax.lax.psum(W_d, AXIS)  # W_d / W
     grads = jax.tree.map(lambda g: jax.lax.psum(g * share, AXIS), grads_d)

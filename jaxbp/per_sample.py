@@ -15,12 +15,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxbp import optim, validate
-from jaxbp.backprop import _backward, _forward
+from jaxbp.backprop import objective
 
 
 def _example_grads(net, params, x, y):
-    _, cache = _forward(net, params, x)  # x (n_0, 1): one example, m = 1
-    return _backward(net, params, cache, y)  # J and the gradients of that one example's loss
+    J, grads, _ = objective(net, params, x, y)  # x (n_0, 1): one example, m = 1
+    return J, grads  # that one example's loss and its gradients
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 3))

@@ -56,7 +56,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from jaxbp import backends, optim
-from jaxbp.backprop import _backward, _forward
+from jaxbp.backprop import backward, forward
 from jaxbp.fit import DivergenceError, Schedule
 from jaxbp.fit import fit as _fit
 from jaxbp.model import MLP, default_dtype
@@ -89,7 +89,7 @@ def _bucket(m):
 @functools.partial(jax.jit, static_argnums=0)
 def _output_logits(net, params, X):
     """Row-major X (m, n_0) -> Z^L row-major (m, n_L): the output layer before g."""
-    _, cache = _forward(net, params, X.T)
+    _, cache = forward(net, params, X.T)
     return cache.Z[net.L].T
 
 
@@ -97,8 +97,8 @@ def _output_logits(net, params, X):
 def _outputs_and_cost(net, params, X, Y, w):
     """A^L row-major (m, n_L) and the weighted mean cost Σ w ℓ / Σ w (no L2 term) for
     row-major X (m, n_0), column-major targets Y (n_L, m) and weights w (1, m)."""
-    A_L, cache = _forward(net, params, X.T)
-    J, _ = _backward(net, params, cache, Y, w)  # XLA drops the unused gradients
+    A_L, cache = forward(net, params, X.T)
+    J, _, _ = backward(net, params, cache, Y, w)  # XLA drops the unused gradients
     return A_L.T, J
 
 

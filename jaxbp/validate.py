@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxbp.losses import TARGETS
 from jaxbp.model import MLP, Cache
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -69,6 +70,33 @@ def rows(name, X, n_0):
                          f"one example per row, got {tuple(X.shape)}{hint}")
     return X
 
+
+
+def targets_from_labels(net, y, name="y"):
+    """Row-major labels -> column-major targets Y (n_L, m), checked for the net's loss.
+
+    softmax: class ids (m,) in 0..n_L−1, or one-hot rows (m, n_L). sigmoid: {0, 1} of shape (m,)
+    when n_L = 1, or (m, n_L) for several independent labels. identity: (m,) when n_L = 1, or
+    (m, n_L)."""
+    y = np.asarray(y)
+    n_L = net.sizes[-1]
+    if y.size == 0:
+        raise ValueError(f"{name}: expected labels, got an empty array of shape {y.shape}")
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numeric labels (encode strings first, or use "
+                        f"jaxbp.sklearn's estimators), got dtype {y.dtype}")
+    if TARGETS[net.loss] == "one_hot" and y.ndim == 1:  # class ids -> one-hot columns
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or y.min() < 0 or \
+                y.max() >= n_L:
+            raise ValueError(f"{name}: expected class ids in 0..{n_L - 1} for {n_L} softmax "
+                             f"outputs, got values from {y.min()} to {y.max()}")
+        return np.eye(n_L)[y.astype(int)].T
+    if y.ndim == 1 and n_L == 1:
+        return y[None, :].astype(np.float64)
+    if y.ndim == 2 and y.shape[1] == n_L:
+        return y.T.astype(np.float64)
+    raise ValueError(f"{name}: expected shape (m,) or (m, {n_L}) for n_L = {n_L} outputs, "
+                     f"got {y.shape}")
 
 def short(values, n=6):
     """values for an error message: the first n of them, then '...'."""
@@ -199,7 +227,7 @@ def _raise_for(name, what, finite, valid, where=""):
 @functools.cache
 def value_checks(net, weighted):
     """(name, kind, what) of the value checks of X, Y and, if `weighted`, the weights."""
-    kind, what = _TARGET_KIND[net.loss]
+    kind, what = _target_check(net)
     checks = (("X", "finite", "finite values"), ("Y", kind, what))
     return checks + ((("sample_weight", "weights", _WEIGHTS),) if weighted else ())
 
@@ -260,14 +288,16 @@ def inputs(net, params, X, name="X"):
 
 
 _WEIGHTS = "weights >= 0 with a positive sum"
-_TARGET_KIND = {
-    "bce": ("binary", "values in {0, 1} for loss 'bce'"),
-    "cross_entropy": (
-        "one_hot",
-        "one-hot columns (each column one 1, the rest 0) for loss 'cross_entropy'",
-    ),
-    "mse": ("finite", "finite values"),
-}
+# The kind of targets a loss takes (losses.TARGETS) -> what the error message expects.
+_TARGET_WHAT = {"binary": "values in {{0, 1}} for loss {loss!r}",
+                "one_hot": "one-hot columns (each column one 1, the rest 0) for loss {loss!r}",
+                "finite": "finite values"}
+
+
+def _target_check(net):
+    """(kind, what) of the value check of the targets of `net`'s loss."""
+    kind = TARGETS[net.loss]
+    return kind, _TARGET_WHAT[kind].format(loss=net.loss)
 
 
 def targets(net, params, Y, m, name="Y"):
@@ -279,7 +309,7 @@ def targets(net, params, Y, m, name="Y"):
             f"{name}: expected shape (n_L, m) = ({n_L}, {m}), one target column per example, "
             f"got {tuple(Y.shape)}"
         )
-    kind, what = _TARGET_KIND[net.loss]
+    kind, what = _target_check(net)
     _check_values(name, Y, kind, what)
     return _cast(Y, param_dtype(params))
 

@@ -249,7 +249,7 @@ def child_matmul_error():
     rms = float(np.sqrt(np.mean(R**2)))
     a, b = jax.device_put(A), jax.device_put(B)
     bf16 = jnp.bfloat16
-    net_matmul = jax.jit(jaxbp.backprop.matmul, static_argnums=0)
+    net_matmul = jax.jit(jaxbp.backends.matmul, static_argnums=0)
     cases = {
         "jnp highest": lambda: jnp.matmul(a, b, precision="highest"),
         "jnp high": lambda: jnp.matmul(a, b, precision="high"),

@@ -36,13 +36,18 @@ OUTPUT_G = {
 }
 
 
-def oracle_cost(net, params, X, Y, weights=None, masks=None):
-    """J from the definitions: the plain forward pass, then the loss of A^L.
+def oracle_cost(net, params, X, Y, weights=None, masks=None, alpha=None):
+    """J from the definitions: the plain forward pass, then the loss of A^L, plus
+    scikit-learn's L2 term α/(2n) Σ_l ||W^l||² (n = Σ w_i, or m) when alpha is given.
 
     log a and log(1 − a) come from the logits for the two natural pairs (log_sigmoid,
     log_softmax), so a saturated output costs no precision; other pairs take logs of A^L as
     their definition says (and are non-finite where A^L reaches 0 or 1).
     weights (m,): J = Σ w_i ℓ_i / Σ w_i. masks: {l: M^l} multiplies A^l (dropout)."""
+    if alpha is not None:
+        n = X.shape[1] if weights is None else jnp.sum(weights)
+        penalty = alpha / (2 * n) * sum(jnp.sum(W**2) for W, _ in params)
+        return oracle_cost(net, params, X, Y, weights, masks) + penalty
     A = X
     for l, (W, b) in enumerate(params, start=1):
         g = OUTPUT_G[net.output] if l == net.L else HIDDEN_G[net.hidden]
@@ -70,11 +75,11 @@ def oracle_cost(net, params, X, Y, weights=None, masks=None):
     return -jnp.sum(jnp.where(Y > 0, log_a, log_1ma)) / m  # bce, Y in {0, 1}
 
 
-def oracle(net, params, X, Y, weights=None, masks=None):
+def oracle(net, params, X, Y, weights=None, masks=None, alpha=None):
     """(J, grads) by jax.grad, at the highest matmul precision so TF32 can neither hide nor
     fake an error on a GPU."""
     with jax.default_matmul_precision("highest"):
-        return _oracle_jit(net, params, X, Y, weights, masks)
+        return _oracle_jit(net, params, X, Y, weights, masks, alpha)
 
 
 _oracle_jit = jax.jit(jax.value_and_grad(oracle_cost, argnums=1), static_argnums=0)

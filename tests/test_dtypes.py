@@ -74,11 +74,11 @@ def test_bfloat16_matmul_policy():
     assert J.dtype == jnp.float32
     assert dtypes_of(grads) == {"float32"} and dtypes_of(cache.A[1:]) == {"float32"}
 
-    for fn, args in ((jaxbp.backprop._forward, (params, X)),
-                     (jaxbp.backprop._backward, (params, cache, Y))):
+    for fn, args in ((jaxbp.backprop.forward, (params, X)),
+                     (jaxbp.backprop.backward, (params, cache, Y))):
         jaxpr = jax.make_jaxpr(fn, static_argnums=0)(net, *args).jaxpr
         dots = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
-        assert len(dots) == (3 if fn is jaxbp.backprop._forward else 5)  # 3 Z's; 3 dW's, 2 Δ's
+        assert len(dots) == (3 if fn is jaxbp.backprop.forward else 5)  # 3 Z's; 3 dW's, 2 Δ's
         for e in dots:
             assert [v.aval.dtype for v in e.invars] == [jnp.bfloat16, jnp.bfloat16]
             assert e.params["preferred_element_type"] == jnp.float32

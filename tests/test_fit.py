@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp.backprop import IN_PLACE_MIN, in_place
+from jaxbp.backends import IN_PLACE_MIN, in_place
 
 NET = jaxbp.MLP((2, 6, 3), hidden="tanh", output="softmax")
 RTOL = 1e-12  # float64; the same arithmetic in the same order, so agreement is to rounding
@@ -55,7 +55,7 @@ def _hand_epochs(net, opt_of_epoch, params, X, y, b, key, epochs, shuffle=True):
     """fit's epochs as its docstring states them, with train_step: epoch e orders the rows by
     `_shuffle(k, m)`, k the first key of split(fold_in(key, e)), and steps over batches of b
     with the optimizer `opt_of_epoch(e)` (its state carried over)."""
-    from jaxbp.fit import _shuffle
+    from jaxbp.backends import shuffle as _shuffle
 
     Y = np.eye(net.sizes[-1])[y].T
     state = opt_of_epoch(0).init(params)
@@ -114,7 +114,7 @@ def test_in_place_orders_the_gradients_after_J_and_the_inner_deltas(n):
 def test_a_network_above_the_in_place_threshold_trains_as_the_steps_do():
     """From IN_PLACE_MIN parameters on, the step orders its reads before its writes (`in_place`)
     so XLA updates the weights in place: the numbers stay those of train_step."""
-    from jaxbp.backprop import IN_PLACE_MIN
+    from jaxbp.backends import IN_PLACE_MIN
 
     net = jaxbp.MLP((256, 256, 3), hidden="tanh", output="softmax")
     assert net.num_params() >= IN_PLACE_MIN
@@ -250,7 +250,7 @@ def test_epochs_dispatched_ahead_stop_where_one_at_a_time_stops():
 
 @pytest.mark.parametrize("m", [1, 2, 7, 200, 1797, 70_000, 2**20 + 1])  # the last: fallback
 def test_shuffle_is_a_permutation_fixed_by_the_key(m):
-    from jaxbp.fit import _shuffle
+    from jaxbp.backends import shuffle as _shuffle
 
     p = np.asarray(_shuffle(jax.random.key(3), m))
     np.testing.assert_array_equal(np.sort(p), np.arange(m))
@@ -286,7 +286,7 @@ def test_shuffle_is_the_documented_philox_sort(m):
     whose square is exactly 2^(33 − 11); 5000), 20 bits (the last sort), the permutation
     fallback; two keys each below 2^19 rows, and a key of the 4-word "rbg" kind (the first two
     words seed the stream, as for threefry's 2)."""
-    from jaxbp.fit import _shuffle
+    from jaxbp.backends import shuffle as _shuffle
 
     keys = [jax.random.key(3)] + ([jax.random.key(12345), jax.random.key(7, impl="rbg")]
                                   if m < 2**19 else [])  # the large ones: one key (~1 s each)
@@ -298,7 +298,7 @@ def test_shuffle_is_the_documented_philox_sort(m):
 def test_epoch_order_is_a_philox_stream_on_every_backend(platform):
     """fit's shuffle names XLA's Philox algorithm (a backend's default may differ), so the
     epoch order is the same on CPU and GPU."""
-    from jaxbp.fit import _shuffle
+    from jaxbp.backends import shuffle as _shuffle
 
     shuffle = jax.jit(_shuffle, static_argnums=1)
     text = jax.export.export(shuffle, platforms=[platform])(jax.random.key(0), 1797).mlir_module()
@@ -335,7 +335,7 @@ def test_shuffle_is_uniform():
     # p = 0.90 was seen. 1e-3 flags a broken shuffle (identity, a fixed shift: p ~ 0).
     from scipy.stats import chisquare
 
-    from jaxbp.fit import _shuffle
+    from jaxbp.backends import shuffle as _shuffle
 
     shuffle = jax.jit(_shuffle, static_argnums=1)
     counts = np.zeros((6, 6))
@@ -422,12 +422,6 @@ def test_dropout_trains_and_is_off_at_inference():
                                rtol=1e-12, atol=1e-15)
 
 
-def _fit_module():
-    import importlib
-
-    return importlib.import_module("jaxbp.fit")  # `jaxbp.fit` is also the function
-
-
 @pytest.mark.parametrize("p", [0.2, 0.7])  # not 0.5, where keep and drop rates coincide
 def test_dropout_masks_drop_p_and_keep_the_mean(p):
     # Inverted dropout: each hidden unit of each example is kept with probability 1 − p and
@@ -437,10 +431,11 @@ def test_dropout_masks_drop_p_and_keep_the_mean(p):
     # (1 − p). 5 standard errors: a deterministic test (the key is fixed) that a correct mask
     # would fail with probability 6e-7 over keys; keeping with probability p instead of 1 − p
     # moves the zero fraction by |1 − 2p| >= 0.4, ~900 standard errors.
-    fit_mod = _fit_module()
+    from jaxbp.backprop import dropout_masks
+
     net = jaxbp.MLP((3, 500, 500, 1), hidden="relu", output="identity")
     m = 1000
-    masks = fit_mod._dropout_masks(net, jax.random.key(0), p, m, jnp.float64)
+    masks = dropout_masks(net, jax.random.key(0), p, m, jnp.float64)
     assert len(masks) == net.L and masks[0] is None  # M^1 .. M^{L-1}; none on the input
     M = np.stack([np.asarray(M_l) for M_l in masks[1:]])
     assert M.shape == (2, 500, m) and M.dtype == np.float64
@@ -449,9 +444,9 @@ def test_dropout_masks_drop_p_and_keep_the_mean(p):
     assert abs(np.mean(M == 0) - p) < 5 * se
     assert abs(M.mean() - 1.0) < 5 * se / (1 - p)
     assert not np.array_equal(M[0], M[1])  # each layer draws its own mask
-    other = fit_mod._dropout_masks(net, jax.random.key(1), p, m, jnp.float64)
+    other = dropout_masks(net, jax.random.key(1), p, m, jnp.float64)
     assert not np.array_equal(M[0], np.asarray(other[1]))  # another key, another mask
-    assert fit_mod._dropout_masks(net, jax.random.key(0), 0.0, m, jnp.float64) == ()
+    assert dropout_masks(net, jax.random.key(0), 0.0, m, jnp.float64) == ()
 
 
 def test_dropout_changes_training_and_p0_is_no_dropout():
@@ -483,7 +478,7 @@ def test_dropout_epochs_equal_hand_steps_with_their_masks():
             masks = (None, *[jax.random.bernoulli(keys[l], 1 - p, (NET.sizes[l], 10))
                              .astype(jnp.float64) / (1 - p) for l in range(1, NET.L)])
             assert 0 < np.mean(np.asarray(masks[1]) == 0) < 1  # some units dropped, not all
-            _, cache = jaxbp.backprop._forward(NET, params, jnp.asarray(X[cols].T), masks)
+            _, cache = jaxbp.backprop.forward(NET, params, jnp.asarray(X[cols].T), masks)
             _, grads = jaxbp.backward(NET, params, cache, Y[:, cols])
             params = jax.tree.map(lambda a, g: a - lr * g, params, grads)
     assert_same(res.params, params)

@@ -15,7 +15,7 @@ from test_oracle import make_problem, on_gpu
 from tf32 import round_tf32
 
 import jaxbp
-from jaxbp import backprop, parallel, per_sample, sklearn
+from jaxbp import api, parallel, per_sample, sklearn
 from jaxbp.backends import deterministic_gpu_ops
 
 fit = importlib.import_module("jaxbp.fit")  # the module (jaxbp.fit is also the function)
@@ -48,16 +48,16 @@ def _lowered(entry, net, params, X, Y):
     """The StableHLO of one compiled entry point of jaxbp, lowered for this net and batch."""
     opt = jaxbp.optim.adam(1e-3)
     state, w = opt.init(params), jnp.ones((1, X.shape[1]), X.dtype)
-    _, cache = backprop._forward_jit(net, params, X)
+    _, cache = api._forward(net, params, X)
     args = {
-        "forward": (backprop._forward_jit, net, params, X),
-        "backward": (backprop._backward_jit, net, params, cache, Y),
+        "forward": (api._forward, net, params, X),
+        "backward": (api._backward, net, params, cache, Y),
         "train_step_jit": (jaxbp.train_step_jit, net, opt, params, state, X, Y),
         "fit epoch": (fit._epoch, net, opt, fit._Static(4, True, 0.1, True), params, state,
                       X, Y, w[0], jax.random.key(0), np.int32(0), np.float32(1e-3),
                       np.float32(1e-4)),
         "evaluate": (fit._evaluate, net, params, X, Y),
-        "predict": (fit._forward_rows, net, params, X),
+        "predict": (api._forward_rows, net, params, X),
         "per-example step": (per_sample._example_step, net, opt, params, state, X, Y, 0),
         "per-example scan": (per_sample._epoch_scan, net, opt, params, state, X, Y),
         "per-example grads": (per_sample._per_example_grads, net, params, X, Y),

@@ -204,9 +204,31 @@ def test_dropout_with_a_fixed_mask(hidden):
     rng = np.random.default_rng(4)
     masks = {l: jnp.asarray((rng.random((n, 7)) > p) / (1 - p))
              for l, n in ((1, 6), (2, 5))}
-    _, cache = jaxbp.backprop._forward(net, params, X, (None, masks[1], masks[2]))
-    got = jaxbp.backprop._backward(net, params, cache, Y)
+    _, cache = jaxbp.backprop.forward(net, params, X, (None, masks[1], masks[2]))
+    got = jaxbp.backprop.backward(net, params, cache, Y)[:2]
     assert_matches(got, oracle(net, params, X, Y, masks=masks), "float64")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_objective_is_the_regularised_cost_with_dropout(weighted):
+    """`backprop.objective` (what every training path differentiates): the masked forward, the
+    weighted cost and scikit-learn's L2 term α/(2n) Σ||W||², n = Σw, against jax.grad of the
+    same definitions; alpha=None adds nothing (the plain backward's numbers, bit for bit)."""
+    net = jaxbp.MLP((4, 6, 5, N_L), hidden="tanh", output="softmax")
+    params, X, Y = make_problem(net, 7, "float64", seed=5)
+    rng = np.random.default_rng(5)
+    masks = {l: jnp.asarray((rng.random((n, 7)) > 0.3) / 0.7) for l, n in ((1, 6), (2, 5))}
+    w = jnp.asarray(rng.random(7) * 2) if weighted else None
+    args = (net, params, X, Y, None if w is None else w[None, :], (None, masks[1], masks[2]))
+    for alpha in (0.3, 2.0):
+        J, grads, _ = jaxbp.backprop.objective(*args, alpha=alpha)
+        assert_matches((J, grads), oracle(net, params, X, Y, w, masks, alpha), "float64")
+    J, grads, _ = jaxbp.backprop.objective(*args)
+    _, cache = jaxbp.backprop.forward(net, params, X, args[-1])
+    J_plain, grads_plain, _ = jaxbp.backprop.backward(net, params, cache, Y, args[4])
+    assert float(J) == float(J_plain)
+    for g, g_plain in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_plain), strict=True):
+        np.testing.assert_array_equal(g, g_plain)
 
 
 def test_registered_activation_is_checked_and_trains_right():
@@ -239,11 +261,11 @@ def test_registered_activation_is_checked_and_trains_right():
 
 
 def test_the_deltas_are_the_cost_gradient_at_each_Z():
-    """`_backprop`'s deltas are (None, Δ^1, ..., Δ^L), Δ^l = ∂J/∂Z^l of shape (n_l, m): each
+    """`backprop.backward`'s deltas are (None, Δ^1, ..., Δ^L), Δ^l = ∂J/∂Z^l of shape (n_l, m): each
     checked against jax.grad of the cost as a function of Z^l (the layers above recomputed
     from it), float64."""
     from jaxbp.activations import ACTIVATIONS, OUTPUTS
-    from jaxbp.backprop import _backprop, _forward
+    from jaxbp.backprop import backward, forward
     from jaxbp.losses import cost, example_scale
 
     net = jaxbp.MLP((3, 5, 4, 2), hidden="tanh", output="softmax")
@@ -251,8 +273,8 @@ def test_the_deltas_are_the_cost_gradient_at_each_Z():
     rng = np.random.default_rng(4)
     X = jnp.asarray(rng.normal(size=(3, 6)))
     Y = jnp.asarray(np.eye(2)[:, rng.integers(0, 2, 6)])
-    _, cache = _forward(net, params, X)
-    _, _, deltas = _backprop(net, params, cache, Y)
+    _, cache = forward(net, params, X)
+    _, _, deltas = backward(net, params, cache, Y)
     assert len(deltas) == net.L + 1 and deltas[0] is None
 
     def J_of(Z, l):  # the cost with Z^l given, layers l+1..L recomputed

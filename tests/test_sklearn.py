@@ -357,7 +357,7 @@ def test_dropout_is_inverted_dropout_in_training_and_off_at_inference(cancer):
     for i, rows in enumerate((slice(0, 50), slice(50, 100))):
         k1 = jax.random.split(jax.random.fold_in(k_drop, i), net.L)[1]
         masks = (None, jax.random.bernoulli(k1, 1 - p, (16, 50)).astype(np.float64) / (1 - p))
-        _, cache = jaxbp.backprop._forward(net, params, jax.numpy.asarray(X[rows].T), masks)
+        _, cache = jaxbp.backprop.forward(net, params, jax.numpy.asarray(X[rows].T), masks)
         _, grads = jaxbp.backward(net, params, cache, y[None, rows].astype(np.float64))
         params = jax.tree.map(lambda a, g: a - lr * g, params, grads)
     for (W, b), coef, intercept in zip(params, drop.coefs_, drop.intercepts_, strict=True):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp.backprop import IN_PLACE_MIN, after
+from jaxbp.backends import IN_PLACE_MIN, after
 
 
 def blobs(m=128, seed=0):
@@ -40,14 +40,14 @@ def test_python_loop_trains_and_compiles_once(opt):
     X, Y = blobs()
     X, Y = X.astype(jnp.float32), Y.astype(jnp.float32)
     state = opt.init(params)
-    before = jaxbp.step._checked_step._cache_size()
+    before = jaxbp.api._checked_step._cache_size()
     costs = []
     for _ in range(100):
         old = params[0][0]
         params, state, J = jaxbp.train_step(net, opt, params, state, X, Y)
         costs.append(float(J))
     assert old.is_deleted()  # donated: the step reused its buffer
-    assert jaxbp.step._checked_step._cache_size() == before + 1
+    assert jaxbp.api._checked_step._cache_size() == before + 1
     assert costs[-1] < 0.1 * costs[0], costs[::10]
     A_L, _ = jaxbp.forward(net, params, X)
     accuracy = float(jnp.mean(jnp.argmax(A_L, 0) == jnp.argmax(Y, 0)))
