@@ -49,7 +49,11 @@ HEADER = "__header__"
 _NET_FIELDS = ("sizes", "hidden", "output", "loss", "matmul_dtype", "precision")
 _NET_OPTIONAL = ("precision",)  # absent from files written before it existed: its default
 _ARCHITECTURE = ("sizes", "hidden", "output", "loss")  # the others are the compute policy
-_OPTIMIZERS = {"SGD": (optim.SGD, optim.sgd), "Adam": (optim.Adam, optim.adam)}
+# A checkpoint names the optimizer's class; its fields restore it through the class's first
+# factory in the registry (AdamW is Adam with decoupled=True: "Adam" with that field).
+_OPTIMIZERS = {}
+for _entry in optim.OPTIMIZERS.values():
+    _OPTIMIZERS.setdefault(_entry.cls.__name__, (_entry.cls, _entry.factory))
 _PARAM_DTYPES = ("float32", "float64")
 _HEADER_KEYS = ("format", "version", "net", "opt", "epoch", "key", "history", "extra",
                 "arrays")
@@ -195,8 +199,7 @@ def _opt_config(opt):
     """The JSON config of an optimizer; checks that loading it gives back an equal one."""
     names = {cls: name for name, (cls, _) in _OPTIMIZERS.items()}
     if type(opt) not in names:
-        raise TypeError(f"opt: expected an optimizer from jaxbp.optim.sgd or jaxbp.optim.adam, "
-                        f"got {type(opt).__name__}")
+        raise TypeError(f"opt: expected {optim.EXPECTED}, got {type(opt).__name__}")
     config = {"class": names[type(opt)], "hyperparameters": dataclasses.asdict(opt)}
     try:
         restored = _opt_from_config(json.loads(json.dumps(config)))

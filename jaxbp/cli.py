@@ -67,10 +67,11 @@ import numpy as np
 from absl import app, flags
 from absl import logging as absl_logging
 
-from jaxbp import backends
+from jaxbp import backends, optim
+from jaxbp.activations import HIDDEN, OUTPUTS
 
-ACTIVATION_NAMES = ["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "softplus", "identity"]
-OUTPUT_NAMES = ["auto", "sigmoid", "softmax", "identity"]
+ACTIVATION_NAMES = list(HIDDEN)  # the activation table's built-in hidden g
+OUTPUT_NAMES = ["auto", *OUTPUTS]
 # --task auto: more distinct whole numbers than max(_AUTO_MIN_VALUES, rows / _AUTO_ROWS_PER_VALUE)
 # are a regression's values, not class labels
 _AUTO_MIN_VALUES, _AUTO_ROWS_PER_VALUE = 20, 100
@@ -116,7 +117,9 @@ flags.DEFINE_string("output", None, "train: the output activation, one of "
                     f"{', '.join(OUTPUT_NAMES)}; auto (the default) picks sigmoid (2 classes), "
                     "softmax (more) or identity (regression). predict: write the predictions "
                     "to this CSV file, with a header row, instead of printing them.")
-flags.DEFINE_enum("optimizer", "adam", ["adam", "adamw", "sgd"], "Optimizer.")
+flags.DEFINE_enum("optimizer", "adam", list(optim.OPTIMIZERS), "Optimizer (the registry "
+                  "jaxbp.optim.OPTIMIZERS); --lr, --momentum, --nesterov, --beta1, --beta2 and "
+                  "--weight_decay go to those of its arguments it has.")
 flags.DEFINE_float("lr", 1e-3, "Learning rate.", lower_bound=0.0)
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.", lower_bound=0.0)
 flags.DEFINE_boolean("nesterov", False, "Nesterov momentum (sgd).")
@@ -336,13 +339,14 @@ def _net_for(ds, n_features):
 
 
 def _optimizer():
-    from jaxbp import optim
+    """The --optimizer from the registry, given the flags that name its factory's arguments."""
+    import inspect
 
-    if FLAGS.optimizer == "sgd":
-        return optim.sgd(FLAGS.lr, momentum=FLAGS.momentum, nesterov=FLAGS.nesterov,
-                         weight_decay=FLAGS.weight_decay)
-    return optim.adam(FLAGS.lr, b1=FLAGS.beta1, b2=FLAGS.beta2,
-                      weight_decay=FLAGS.weight_decay, decoupled=FLAGS.optimizer == "adamw")
+    factory = optim.OPTIMIZERS[FLAGS.optimizer].factory
+    given = {"lr": FLAGS.lr, "momentum": FLAGS.momentum, "nesterov": FLAGS.nesterov,
+             "b1": FLAGS.beta1, "b2": FLAGS.beta2, "weight_decay": FLAGS.weight_decay}
+    takes = inspect.signature(factory).parameters
+    return factory(**{k: v for k, v in given.items() if k in takes})
 
 
 def plot_history(history, path, title, best_epoch=None, restored=False):
@@ -710,7 +714,7 @@ def _fit(net, X, y, opt, start, mesh, saver, main):
                      validation_fraction=FLAGS.validation_fraction,
                      early_stopping=FLAGS.early_stopping and FLAGS.validation_fraction > 0,
                      patience=FLAGS.patience, progress=main and not FLAGS.quiet,
-                     checkpoint=saver)
+                     on_epoch_end=saver)
 
 
 def _report(result, start_epoch, net, X_test, y_test, task, say):

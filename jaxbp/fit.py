@@ -190,7 +190,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         opt_state=None, sample_weight=None, validation_fraction=0.0, validation_data=None,
         early_stopping=False, patience=10, min_delta=1e-4, restore_best=True, alpha=0.0,
         schedule="constant", dropout=0.0, shuffle=True, callback=None, progress=None,
-        start_epoch=0, history=None, checkpoint=None, mesh=None, lookahead=None):
+        start_epoch=0, history=None, on_epoch_end=None, mesh=None, lookahead=None,
+        checkpoint=None):
     """Train `net` on row-major data with mini-batches; each epoch is one compiled `lax.scan`.
 
     Arguments:
@@ -217,13 +218,14 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         callback: called as callback(record) after every epoch with that epoch's history
             record (a dict); returning True stops training.
         progress: show a tqdm bar (default: when stderr is a terminal).
-        checkpoint: optional callable(result_so_far, epoch) called after each epoch; the CLI
-            uses it to write checkpoints. Its arrays are not consumed by later epochs: it
-            may keep them.
+        on_epoch_end: optional callable(result_so_far, epoch) called after each epoch with
+            the `FitResult` so far; the CLI writes its checkpoints from it. Its arrays are not
+            consumed by later epochs: it may keep them. (`checkpoint=`, its former name,
+            still works, with a DeprecationWarning.)
         lookahead: how many epochs may be dispatched to the device before the oldest one's
             record is read back (JAX runs them asynchronously; the result is the same, the
             epochs run past a stop are discarded). Default: 8 (fewer for a large network)
-            without callback or checkpoint, 1 with one, since a hook may change what the next
+            without callback or on_epoch_end, 1 with one, since a hook may change what the next
             epoch does (a learning rate); pass a number when your hooks only watch or stop.
             Capped so that the pending epochs' params and state take at most 64 MiB.
         mesh: a `jaxbp.parallel.data_mesh(...)`: data parallelism. The data and parameters
@@ -241,6 +243,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
     backends.compilation_cache()  # on by default (jaxbp.backends); off: JAXBP_COMPILATION_CACHE=0
+    on_epoch_end = _renamed("checkpoint", checkpoint, "on_epoch_end", on_epoch_end)
     opt = optim.adam(1e-3) if opt is None else opt
     optim.check_is_optimizer(opt)
     epochs = validate.positive_int("epochs", epochs)
@@ -264,7 +267,7 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
     epochs_run = _dispatched_epochs(
         net, opt, cfg, params, state, columns, val_columns, key, schedule,
         range(start_epoch, start_epoch + epochs), alpha,
-        _lookahead(lookahead, callback, checkpoint, params, state))
+        _lookahead(lookahead, callback, on_epoch_end, params, state))
     stopped_early, epoch, t_last = False, start_epoch - 1, time.perf_counter()
     try:
         for epoch, lr, params, state, J, val in epochs_run:
@@ -278,8 +281,8 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
             else:
                 waited += 1
             _show(bar, record)
-            if checkpoint is not None:
-                checkpoint(FitResult(params, state, history, epoch - start_epoch + 1,
+            if on_epoch_end is not None:
+                on_epoch_end(FitResult(params, state, history, epoch - start_epoch + 1,
                                      best_epoch, False, key), epoch)
             if callback is not None and callback(dict(record)) is True:
                 break
@@ -294,6 +297,19 @@ def fit(net, X, y, *, opt=None, epochs=200, batch_size=None, key=0, params=None,
         params = best_params
     return FitResult(params, state, history, epoch - start_epoch + 1, best_epoch, stopped_early,
                      key)
+
+
+def _renamed(old, old_value, new, new_value):
+    """The value of a renamed keyword argument, given by either name (the old one warned)."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise TypeError(f"{old}: renamed {new}; got both")
+    import warnings
+
+    warnings.warn(f"fit({old}=...) is deprecated: pass {new}=...", DeprecationWarning,
+                  stacklevel=3)
+    return old_value
 
 
 def _checked_settings(dropout, alpha, schedule, callback):
@@ -398,13 +414,13 @@ def _show(bar, record):
                          if k in ("train_cost", "val_cost", "val_score")})
 
 
-def _lookahead(lookahead, callback, checkpoint, params, state):
+def _lookahead(lookahead, callback, on_epoch_end, params, state):
     """How many epochs may run ahead of the one read back: see `fit`'s docstring."""
     nbytes = sum(x.nbytes for x in jax.tree.leaves((params, state)))
     within = int(max(1, backends.LOOKAHEAD_BYTES // max(nbytes, 1)))  # pending epochs
     if lookahead is not None:
         return min(validate.positive_int("lookahead", lookahead), within)
-    if callback is not None or checkpoint is not None:
+    if callback is not None or on_epoch_end is not None:
         return 1
     return min(8, within)
 

@@ -3,9 +3,15 @@
 The arithmetic follows `torch.optim.SGD`, `Adam` and `AdamW` with the same arguments, step for
 step (dampening 0, amsgrad off, maximize off). Being hashable, an optimizer can be a static
 argument of `jax.jit`; equal hyperparameters share one compiled step.
+
+`OPTIMIZERS`, at the end, is the registry: name -> (factory, class). The boundary checks, the
+checkpoints and the CLI's --optimizer read it, so a new optimizer is its class (a frozen
+dataclass with `init` and an elementwise `update`), its NamedTuple state, its checking factory
+and one line there, all in this module.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -156,39 +162,61 @@ def adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False)
     return Adam(lr, b1, b2, eps, weight_decay, decoupled)
 
 
-OPTIMIZERS = (SGD, Adam)
+def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
+    """AdamW as `torch.optim.AdamW` (decay applied to the weights, not the gradient)."""
+    return adam(lr, b1, b2, eps, weight_decay, decoupled=True)
+
+
+class Registered(NamedTuple):
+    factory: Any  # checks the hyperparameters (named as its arguments) and returns the optimizer
+    cls: type  # the optimizer's frozen dataclass: its fields are what a checkpoint stores
+
+
+# The registry. Each optimizer's `update` must be elementwise over the leaves (`fit` hands it
+# one flat vector, `train_step` the tree: tests/test_optim.py checks both give the same numbers
+# for every entry), and its state a NamedTuple of fields shaped like params or not.
+OPTIMIZERS = {
+    "sgd": Registered(sgd, SGD),
+    "adam": Registered(adam, Adam),
+    "adamw": Registered(adamw, Adam),
+}
+CLASSES = tuple(dict.fromkeys(entry.cls for entry in OPTIMIZERS.values()))
+EXPECTED = "an optimizer from " + " or ".join(f"jaxbp.optim.{name}" for name in OPTIMIZERS)
 
 
 def _shapes(tree):
     leaves = jax.tree.leaves(tree)
-    return jax.tree.structure(tree), [(tuple(x.shape), str(x.dtype)) for x in leaves]
+    return jax.tree.structure(tree), tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
 
 
 def check_is_optimizer(opt):
     """Boundary check that `opt` is one of ours (an isinstance: cheap enough for every call)."""
-    if not isinstance(opt, OPTIMIZERS):
-        raise TypeError(
-            f"opt: expected an optimizer from jaxbp.optim.sgd or jaxbp.optim.adam, "
-            f"got {type(opt).__name__}"
-        )
+    if not isinstance(opt, CLASSES):
+        raise TypeError(f"opt: expected {EXPECTED}, got {type(opt).__name__}")
 
 
 def check(opt, state, params):
-    """Boundary check that `opt` is ours and `state` came from `opt.init` on params like these."""
+    """Boundary check that `opt` is ours and `state` came from `opt.init` on params like these:
+    the same NamedTuple, structure, shapes and dtypes as `opt.init(params)` would give."""
     check_is_optimizer(opt)
-    like_params = _shapes(params)
-    if isinstance(opt, SGD):
-        expected_type = SGDState
-        slots = [state.velocity] if opt.momentum != 0.0 and isinstance(state, SGDState) else []
-        ok = isinstance(state, SGDState) and (
-            opt.momentum != 0.0 or (isinstance(state.velocity, tuple) and not state.velocity))
-    else:
-        expected_type = AdamState
-        slots = [state.mu, state.nu] if isinstance(state, AdamState) else []
-        ok = isinstance(state, AdamState)
-    if not ok or any(_shapes(slot) != like_params for slot in slots):
+    expected = _state_like(opt, _shapes(params))
+    got = type(state), jax.tree.structure(state), _shapes(state)[1] if _is_tree(state) else None
+    if got != expected:
         raise ValueError(
-            f"state: expected the {expected_type.__name__} of opt.init(params) for this "
+            f"state: expected the {expected[0].__name__} of opt.init(params) for this "
             f"optimizer and these params, got {type(state).__name__} of another structure, shape "
             f"or dtype"
         )
+
+
+def _is_tree(state):
+    return all(hasattr(x, "shape") and hasattr(x, "dtype") for x in jax.tree.leaves(state))
+
+
+@functools.lru_cache(maxsize=64)
+def _state_like(opt, params_shapes):
+    """(type, structure, leaf shapes and dtypes) of `opt.init` for params of these shapes."""
+    structure, leaves = params_shapes
+    like = jax.tree.unflatten(structure, [jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+    state = jax.eval_shape(opt.init, like)
+    return type(state), jax.tree.structure(state), _shapes(state)[1]

@@ -33,6 +33,7 @@ estimators pickle like any other and predictions need no device state.
 import copy
 import dataclasses
 import functools
+import inspect
 import math
 import numbers
 import warnings
@@ -446,7 +447,7 @@ class _BaseMLP(BaseEstimator):
                           batch_size=batch_size, key=self._seed, params=params, opt_state=state,
                           sample_weight=w_fit, alpha=float(self.alpha), schedule=_EpochLR(run=run),
                           dropout=float(self.dropout), shuffle=bool(self.shuffle),
-                          callback=run.should_stop, checkpoint=run.end_epoch, progress=False,
+                          callback=run.should_stop, on_epoch_end=run.end_epoch, progress=False,
                           start_epoch=self._epoch, lookahead=None if run.lr_changes() else 8)
         except DivergenceError as e:
             raise ValueError(f"{type(self).__name__}: training diverged ({e}). The input data "
@@ -606,6 +607,14 @@ def _integer(name, value, what):
         raise ValueError(f"{name}: expected {what}, got {value!r}")
 
 
+def _signature_with(init, **extra):
+    """`init`'s signature with keyword-only parameters `extra` (name=default) added."""
+    signature = inspect.signature(init)
+    added = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+             for k, v in extra.items()]
+    return signature.replace(parameters=[*signature.parameters.values(), *added])
+
+
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multilayer perceptron classifier trained by jaxbp's hand-written backprop.
 
@@ -624,23 +633,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     out_activation_.
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, class_weight=None):
-        super().__init__(
-            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
-            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
-            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
-            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            dropout=dropout)
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, class_weight=None,
+                 **params):
+        super().__init__(hidden_layer_sizes, activation, **params)
         self.class_weight = class_weight
+
+    # scikit-learn reads an estimator's parameters from its __init__'s signature: the shared
+    # ones (_BaseMLP's, each named) and class_weight, written once here instead of repeated.
+    __init__.__signature__ = _signature_with(_BaseMLP.__init__, class_weight=None)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

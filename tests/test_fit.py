@@ -365,6 +365,23 @@ def test_divergence_names_the_epoch():
         jaxbp.fit(net, X, y, opt=jaxbp.optim.sgd(10.0), epochs=50, progress=False)
 
 
+def test_on_epoch_end_sees_each_epoch_and_checkpoint_is_its_deprecated_name():
+    """`on_epoch_end(result_so_far, epoch)` after every epoch; `checkpoint=`, its former name,
+    still works with a DeprecationWarning; both at once are refused."""
+    X, y = blobs(30)
+    seen, old = [], []
+    res = jaxbp.fit(NET, X, y, epochs=3, progress=False, params=params0(),
+                    on_epoch_end=lambda r, e: seen.append((e, r.epochs_run)))
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+    with pytest.warns(DeprecationWarning, match=r"fit\(checkpoint=...\) is deprecated"):
+        res_old = jaxbp.fit(NET, X, y, epochs=3, progress=False, params=params0(),
+                            checkpoint=lambda r, e: old.append((e, r.epochs_run)))
+    assert old == seen
+    np.testing.assert_array_equal(res.params[0][0], res_old.params[0][0])
+    with pytest.raises(TypeError, match="checkpoint: renamed on_epoch_end; got both"):
+        jaxbp.fit(NET, X, y, epochs=1, progress=False, on_epoch_end=print, checkpoint=print)
+
+
 @pytest.mark.parametrize("lookahead", [None, 4])  # one at a time; 4 dispatched ahead
 def test_callback_can_stop_and_sees_records(lookahead):
     X, y = blobs(30)
