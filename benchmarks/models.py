@@ -10,6 +10,7 @@
   scikit-learn drives its own: the alternative to `jaxbp.lbfgs`'s on-device loop.
 """
 
+import contextlib
 import functools
 import math
 import os
@@ -128,8 +129,15 @@ def idiomatic_autodiff_step(net, opt, params, state, X, Y):
     return params, state, J
 
 
-STEPS = {"jaxbp": train_step_jit, "autodiff": autodiff_step,
-         "jax.nn autodiff": idiomatic_autodiff_step}
+# jaxbp's step traced without its CPU workarounds (backends.plain): JAX caches traces by the
+# function, so this one is a function of its own.
+def _plain_step(net, opt, params, state, X, Y):
+    return jaxbp.step.step(net, opt, params, state, X, Y)
+
+
+plain_step = jax.jit(_plain_step, static_argnums=(0, 1), donate_argnums=(2, 3))
+STEPS = {"jaxbp": train_step_jit, "jaxbp, workarounds off": plain_step,
+         "autodiff": autodiff_step, "jax.nn autodiff": idiomatic_autodiff_step}
 
 
 def prepare_step(kind, net, opt, params, X, Y, units=None):
@@ -140,7 +148,8 @@ def prepare_step(kind, net, opt, params, X, Y, units=None):
     X, Y = jax.device_put(X), jax.device_put(Y)
     params = copy_tree(params)
     state = opt.init(params)
-    compiled, compile_s = compile_timed(STEPS[kind], net, opt, params, state, X, Y)
+    with jaxbp.backends.plain() if kind == "jaxbp, workarounds off" else contextlib.nullcontext():
+        compiled, compile_s = compile_timed(STEPS[kind], net, opt, params, state, X, Y)
     carry = {"p": params, "s": state}
 
     def once():

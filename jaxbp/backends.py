@@ -42,6 +42,7 @@ again. JAX keys an entry by the program, its devices, the jax/jaxlib versions an
 flags: a cached program is the program that would have been compiled, so results cannot change.
 """
 
+import contextlib
 import os
 import threading
 
@@ -76,11 +77,33 @@ def transposed(net, W):
     the process's default backend: a program exported for CUDA from a CPU host has no barrier.
     """
     dtype = W.dtype if net.matmul_dtype is None else jnp.dtype(net.matmul_dtype)
+    if _plain:
+        return W.T.astype(dtype)
 
     def on_cpu(W):
         return jax.lax.optimization_barrier(W.T.astype(dtype))
 
     return jax.lax.platform_dependent(W, cpu=on_cpu, default=lambda W: W.T.astype(dtype))
+
+
+# --- switching the CPU workarounds off --------------------------------------------------------
+_plain: list = []  # non-empty inside `plain()`
+
+
+@contextlib.contextmanager
+def plain():
+    """Inside this block, programs are traced without the CPU workarounds (`transposed`'s
+    barrier and `in_place`'s ordering): the plain equations, as XLA schedules them alone. The
+    numbers are the same; the benchmarks time it as its own row ("jaxbp, workarounds off"),
+    which says what the hand-written equations give and what the tuning adds. It acts when a
+    program is traced, and JAX caches traces by the Python function traced, not knowing of the
+    switch: trace a function of its own inside the block (`jax.jit(lambda *a: step.step(*a),
+    ...)`, lowered and compiled there), never one traced outside it too."""
+    _plain.append(True)
+    try:
+        yield
+    finally:
+        _plain.pop()
 
 
 # --- the in-place ordering ---------------------------------------------------------------------
@@ -107,7 +130,7 @@ def in_place(grads, J, deltas):
     ordered against 2.0 ms copied, 20k and 51k parameters slower too; 85k, 270k, 289k and
     5.8M parameters 4-13% faster), so small nets keep the copy.
     """
-    if sum(g.size for g in jax.tree.leaves(grads)) < IN_PLACE_MIN:
+    if _plain or sum(g.size for g in jax.tree.leaves(grads)) < IN_PLACE_MIN:
         return grads
     return after(grads, J, *deltas[1:-1])
 

@@ -230,3 +230,35 @@ def test_scan_of_steps_equals_python_loop():
         np.testing.assert_allclose(float(J), float(costs[i]), rtol=1e-12)
     for a, b in zip(jax.tree.leaves(scanned), jax.tree.leaves(p), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+
+
+def test_the_step_without_the_cpu_workarounds_is_the_plain_program_with_the_same_numbers():
+    """`backends.plain()` (the benchmarks' "workarounds off" row): a step traced inside it has
+    neither the materialised Wᵀ's optimization barrier nor the in-place ordering (a network
+    above IN_PLACE_MIN, where the ordering is on), the step traced outside has both; the two
+    compute the same parameters (float64, rtol 1e-13: XLA may fuse the two programs
+    differently, so the last place may differ)."""
+    net = jaxbp.MLP((2, 256, 256, 3), hidden="tanh", output="softmax")
+    params = jaxbp.init(net, jax.random.key(3), dtype="float64")
+    assert sum(x.size for x in jax.tree.leaves(params)) >= IN_PLACE_MIN
+    X, Y = blobs(32)
+    opt = jaxbp.optim.adam(0.01)
+    state = opt.init(params)
+    tuned = jax.jit(jaxbp.step.step, static_argnums=(0, 1))
+    # JAX caches a trace by the function traced: the plain one needs a function of its own
+    plain = jax.jit(lambda *args: jaxbp.step.step(*args), static_argnums=(0, 1))
+    with jaxbp.backends.plain():
+        plain_lowered = plain.lower(net, opt, params, state, X, Y)
+    tuned_lowered = tuned.lower(net, opt, params, state, X, Y)
+    with jaxbp.backends.plain():
+        plain_text = jax.export.export(plain, platforms=["cpu"])(
+            net, opt, params, state, X, Y).mlir_module()
+    tuned_text = jax.export.export(tuned, platforms=["cpu"])(
+        net, opt, params, state, X, Y).mlir_module()
+    assert "optimization_barrier" not in plain_text and "optimization_barrier" in tuned_text
+    # the ordering: `after`'s v = v comparisons, one per value waited for (J, Δ^1, Δ^2)
+    assert tuned_text.count("stablehlo.compare") == plain_text.count("stablehlo.compare") + 3
+    got, want = plain_lowered.compile()(params, state, X, Y), tuned_lowered.compile()(
+        params, state, X, Y)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=1e-15)
