@@ -173,6 +173,7 @@ def environment(dtype="float32"):
         "dtype": dtype,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "jax_platforms": os.environ.get("JAX_PLATFORMS", ""),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
     }
     env["warning"] = backend_warning(env["backend"], env["jax_platforms"], gpu_hints())
     return env

@@ -284,15 +284,18 @@ TORCH_ADAMS = {"for-loop": dict(foreach=False, fused=False), "foreach": dict(for
                "fused": dict(fused=True)}
 
 
-def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None, adam="fused"):
+def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None, adam="fused",
+                  threads=None):
     """An epoch of torch mini-batch Adam steps on row-major data, eager or torch.compile'd
     (the whole step: forward, backward and the optimizer), on `torch_device()`, with Adam's
-    `adam` implementation (`TORCH_ADAMS`); on CUDA the clock stops after
-    `torch.cuda.synchronize()`."""
+    `adam` implementation (`TORCH_ADAMS`), on `threads` CPU threads (default: every core, as
+    XLA uses them; set again at each timed call, since torch's setting is per process); on
+    CUDA the clock stops after `torch.cuda.synchronize()`."""
     import torch
 
     device = torch_device()
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # every core, as XLA uses them
+    threads = len(os.sched_getaffinity(0)) if threads is None else threads
+    torch.set_num_threads(threads)
     model = torch_model(net, params).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, **TORCH_ADAMS[adam])
     X = torch.from_numpy(X_rows).to(device)
@@ -324,6 +327,7 @@ def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None, adam="f
         compile_s = time.perf_counter() - t0
 
     def once():
+        torch.set_num_threads(threads)
         loss = None
         for x, t in zip(xs, ys, strict=True):
             loss = step(x, t)
@@ -331,7 +335,7 @@ def prepare_torch(net, params, X_rows, labels, b, lr, compile_mode=None, adam="f
         return loss.item()
 
     where = (f"cuda: {torch.cuda.get_device_name()}" if device == "cuda"
-             else f"cpu ({torch.get_num_threads()} threads)")
+             else f"cpu ({threads} thread{'s' if threads > 1 else ''})")
     # "highest" (torch's default): float32 matmuls in true float32, as jaxbp's default.
     info = {"runs_on": where, "torch_float32_matmul": torch.get_float32_matmul_precision(),
             "torch_adam": adam, "torch_compile_mode": compile_mode}

@@ -11,9 +11,17 @@ instead of falling back to the CPU (a report warns when it seems to have). Nothi
 anything about speed: the numbers are reported, never pass/fail.
 """
 
+import os
 import pathlib
 import sys
 import time
+
+# Four thread pools share the cores in one process (XLA's, torch's OpenMP, NumPy's BLAS,
+# scikit-learn's OpenMP). An OpenMP pool spins after its work by default, taking the cores
+# from the next contender of an interleaved round; passive waiting puts it to sleep instead.
+# Set before torch or scikit-learn start their pools; a value given by the user is kept. The
+# reports record it (environment: "omp_wait_policy").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from absl import app, flags
 

@@ -2,6 +2,7 @@
 raw records, a Markdown section and matplotlib figures."""
 
 import itertools
+import os
 import time
 
 import jax
@@ -195,7 +196,7 @@ def peers(quick):
                                                                  epochs=2 if quick else 3)
         except ImportError:
             notes["sklearn"] = "not installed"
-        stats = measure(variants, rounds=3 if quick else 5, min_time=0.0, warmup=1)
+        stats = measure(variants, rounds=3 if quick else _rounds(quick), min_time=0.0, warmup=1)
         base = stats["jaxbp scan"]["units_per_s"]
         for v, st in stats.items():
             records.append({"net": name, "sizes": net.sizes, "examples": n, "batch": b,
@@ -230,6 +231,10 @@ def _torch_variants(net, params, X_rows, labels, b, lr, quick, notes):
     adams = ["fused"] if quick else ["fused", "foreach", "for-loop"]
     variants = {f"torch eager ({a} Adam)": M.prepare_torch(net, params, X_rows, labels, b, lr,
                                                            adam=a) for a in adams}
+    cores = len(os.sched_getaffinity(0))
+    if not quick and cores > 1 and M.torch_device() == "cpu":  # fewer threads can be faster
+        variants["torch eager (fused Adam, 1 thread)"] = M.prepare_torch(
+            net, params, X_rows, labels, b, lr, adam="fused", threads=1)
     for mode in [] if quick else ["default", "max-autotune-no-cudagraphs"]:
         try:
             variants[f"torch.compile {mode}"] = M.prepare_torch(net, params, X_rows, labels, b,
