@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import optim, validate
-from jaxbp.model import MLP, _check_key, default_dtype
+from jaxbp.model import MLP, check_key, default_dtype
 
 FORMAT = "jaxbp-checkpoint"
 VERSION = 1
@@ -542,7 +542,7 @@ def _writable_path(path):
 
 def _key_config(key):
     """(header entry, raw uint32 bits) of a typed or legacy PRNG key."""
-    _check_key(key)
+    check_key(key)
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return {"typed": True, "impl": str(jax.random.key_impl(key))}, jax.random.key_data(key)
     return {"typed": False, "impl": None}, key

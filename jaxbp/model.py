@@ -110,7 +110,8 @@ def default_dtype():
     return jnp.zeros(()).dtype
 
 
-def _check_key(key):
+def check_key(key):
+    """A typed key of shape (), or a legacy uint32 key of shape (2,); else an error naming `key`."""
     if not isinstance(key, jax.Array):
         raise TypeError(
             f"key: expected a JAX PRNG key (jax.random.key or jax.random.PRNGKey), "
@@ -140,7 +141,7 @@ def init(net, key, scheme=None, dtype=None):
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
-    _check_key(key)
+    check_key(key)
     if scheme is None:
         scheme = "he" if net.hidden in RELU_FAMILY else "glorot"
     _choice("scheme", scheme, SCHEMES)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp.losses import TARGETS
-from jaxbp.model import MLP, Cache
+from jaxbp.model import MLP, Cache, check_key
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -50,14 +50,16 @@ def fraction(name, v, high=1.0):
 
 
 def prng_key(key):
-    """An int seed or a JAX PRNG key (typed, or legacy uint32 (2,)) as a typed key."""
+    """An int seed or a JAX PRNG key (typed, or legacy uint32 (2,); `model.check_key`) as a
+    typed key."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.key(int(key))
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r:.60}")
+    check_key(key)
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
-    if isinstance(key, jax.Array) and key.shape == (2,) and key.dtype == jnp.uint32:
-        return jax.random.wrap_key_data(key)
-    raise TypeError(f"key: expected an int seed or a JAX PRNG key, got {key!r:.60}")
+    return jax.random.wrap_key_data(key)
 
 
 def rows(name, X, n_0):
