@@ -121,10 +121,24 @@ def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha):
 def _epoch_program(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, alpha):
     """Epoch `epoch`: shuffle, pad to whole batches with zero weights, scan the step over them.
     Its key is fold_in(key, epoch). Returns (params, state, weighted mean of the batch costs)."""
+    order, k_drop = _epoch_order(cfg, key, epoch, X.shape[1])
+    return _epoch_in_order(net, opt, cfg, params, state, X, Y, weights, order, k_drop, lr, alpha)
+
+
+def _epoch_order(cfg, key, epoch, m):
+    """(order, dropout key) of epoch `epoch`: the columns' order (shuffled, or 0..m−1) and the
+    key of the dropout masks, both from fold_in(key, epoch). Apart from the epoch's body since
+    the shuffle's generator (XLA's RngBitGenerator) draws one stream for a whole vmapped batch
+    of keys: a population computes each member's order alone (`lax.map`)."""
+    k_perm, k_drop = jax.random.split(jax.random.fold_in(key, epoch))
+    return (shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)), k_drop
+
+
+def _epoch_in_order(net, opt, cfg, params, state, X, Y, weights, order, k_drop, lr, alpha):
+    """The epoch's body: columns taken in `order`, padded to whole batches with zero weights,
+    the step scanned over them. Returns (params, state, weighted mean of the batch costs)."""
     m, b = X.shape[1], cfg.batch_size
     nb = -(-m // b)
-    k_perm, k_drop = jax.random.split(jax.random.fold_in(key, epoch))
-    order = shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)
     pad = nb * b - m
     idx = jnp.concatenate([order, jnp.zeros(pad, order.dtype)])  # padding repeats column 0...
     valid = jnp.concatenate([jnp.ones(m, X.dtype), jnp.zeros(pad, X.dtype)])  # ...weighing 0

@@ -27,7 +27,8 @@ SURVIVED = 0
 # program (which pads batches with zero weights), api's checked passes and step (what step.py
 # and backprop.py held before the boundary moved), backends' workarounds (not the compilation
 # cache or the XLA flag, tested outside the selection).
-SCOPE = {"fit": ("_batch_step", "_param_fields", "_map_state", "_epoch_program"),
+SCOPE = {"fit": ("_batch_step", "_param_fields", "_map_state", "_epoch_program", "_epoch_order",
+                 "_epoch_in_order"),
          "api": ("forward", "backward", "_cost_and_gradients", "_checked_program",
                  "train_step", "check_pending", "ǁ_Callǁ__str__"),
          "backends": ("matmul", "transposed", "after", "in_place", "flat", "shuffle")}
