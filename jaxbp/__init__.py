@@ -8,6 +8,7 @@ from jaxbp.fit import DivergenceError, FitResult, Schedule, fit
 from jaxbp.lbfgs import fit_lbfgs
 from jaxbp.model import MLP, Cache, init
 from jaxbp.model_file import SavedModel, load_model
+from jaxbp.population import PopulationResult, fit_population
 from jaxbp.step import train_step_jit
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "CheckpointError",
     "DivergenceError",
     "FitResult",
+    "PopulationResult",
     "SavedModel",
     "Schedule",
     "backward",
@@ -25,6 +27,7 @@ __all__ = [
     "evaluate",
     "fit",
     "fit_lbfgs",
+    "fit_population",
     "forward",
     "init",
     "load_checkpoint",

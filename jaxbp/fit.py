@@ -329,8 +329,7 @@ def _renamed(old, old_value, new, new_value):
 def _checked_settings(dropout, alpha, schedule, callback):
     """(dropout, schedule) checked, a schedule's name made a `Schedule`; alpha and callback
     checked."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
-        raise ValueError(f"alpha: expected a number >= 0, got {alpha!r}")
+    validate.non_negative("alpha", alpha)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
     schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)

@@ -265,9 +265,8 @@ def fit_lbfgs(net, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, alpha=0.0, ke
     backends.compilation_cache()
     max_iter = validate.positive_int("max_iter", max_iter)
     max_fun = validate.positive_int("max_fun", max_fun)
-    for name, v in (("tol", tol), ("alpha", alpha)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-            raise ValueError(f"{name}: expected a number >= 0, got {v!r}")
+    validate.non_negative("tol", tol)
+    validate.non_negative("alpha", alpha)
     key = validate.prng_key(key)
     X, Y, w = _training_rows(net, X, y, sample_weight)
     params = validate.params(net, init(net, jax.random.fold_in(key, 2**31 - 2))

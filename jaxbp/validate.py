@@ -49,6 +49,14 @@ def fraction(name, v, high=1.0):
     return float(v)
 
 
+def non_negative(name, v):
+    """A real number >= 0 (ints and floats; not bool, not NaN) as a float."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or \
+            not v >= 0:
+        raise ValueError(f"{name}: expected a number >= 0, got {v!r}")
+    return float(v)
+
+
 def prng_key(key):
     """An int seed or a JAX PRNG key (typed, or legacy uint32 (2,); `model.check_key`) as a
     typed key."""
