@@ -162,8 +162,9 @@ def adam(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False)
     return Adam(lr, b1, b2, eps, weight_decay, decoupled)
 
 
-def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0):
-    """AdamW as `torch.optim.AdamW` (decay applied to the weights, not the gradient)."""
+def adamw(lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-2):
+    """AdamW as `torch.optim.AdamW`, its defaults included (weight decay 0.01, applied to the
+    weights, not the gradient): `adam(..., decoupled=True)`."""
     return adam(lr, b1, b2, eps, weight_decay, decoupled=True)
 
 

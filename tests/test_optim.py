@@ -168,6 +168,18 @@ def test_adam_defaults_are_torchs():
         defaults["lr"], defaults["betas"], defaults["eps"], defaults["weight_decay"], False)
 
 
+def test_adamw_is_decoupled_adam_with_torchs_defaults():
+    """adamw(...) is adam(..., decoupled=True) argument for argument, and adamw() is
+    torch.optim.AdamW with no arguments (its weight decay 0.01), read from PyTorch."""
+    assert optim.adamw(0.5, 0.6, 0.7, 0.8, 0.9) == optim.adam(0.5, 0.6, 0.7, 0.8, 0.9,
+                                                              decoupled=True)
+    torch = pytest.importorskip("torch")
+    defaults = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))]).defaults
+    opt = optim.adamw()
+    assert (opt.lr, (opt.b1, opt.b2), opt.eps, opt.weight_decay, opt.decoupled) == (
+        defaults["lr"], defaults["betas"], defaults["eps"], defaults["weight_decay"], True)
+
+
 @pytest.mark.parametrize(("kind", "hp"), CASES)
 def test_update_lr_overrides_the_optimizers_own(kind, hp):
     """update(..., lr=x), as fit's schedules call it with a traced lr, is exactly the step of
