@@ -360,22 +360,32 @@ def _hold_out(net, key, X, Y, y, w, validation_fraction, validation_data):
         X_val = validate.rows("validation_data[0]", validation_data[0], net.sizes[0])
         return X, Y, w, (X_val, validate.targets_from_labels(net, validation_data[1],
                                                     name="validation_data[1]"))
-    if validation_fraction == 0:
+    split = _held_out_rows(net, key, y, validation_fraction)
+    if split is None:
         return X, Y, w, None
-    m = X.shape[0]
+    train, val = split
+    return X[train], Y[:, train], w[train], (X[val], Y[:, val])
+
+
+def _held_out_rows(net, key, y, validation_fraction):
+    """(train, val) row indices of the labels y for a validation fraction chosen with the key
+    (stratified for class labels where every class can be split in proportion, as the test
+    split is), or None for a fraction of 0."""
+    if validation_fraction == 0:
+        return None
+    labels = np.asarray(y)
+    m = labels.shape[0]
     if max(1, round(validation_fraction * m)) >= m:
         raise ValueError(f"validation_fraction: {validation_fraction} leaves no training "
                          f"examples of {m}")
     seed = int(jax.random.randint(jax.random.fold_in(key, 2**31 - 1), (), 0, 2**31 - 1))
-    labels = np.asarray(y)
     classify = TARGETS[net.loss] != "finite" and labels.ndim == 1
     try:
-        train, val = data.split_indices(labels, validation_fraction, seed=seed,
-                                        stratify=classify, name="validation_fraction")
+        return data.split_indices(labels, validation_fraction, seed=seed, stratify=classify,
+                                  name="validation_fraction")
     except ValueError:  # a class with a single row cannot be split in proportion
-        train, val = data.split_indices(labels, validation_fraction, seed=seed,
-                                        stratify=False, name="validation_fraction")
-    return X[train], Y[:, train], w[train], (X[val], Y[:, val])
+        return data.split_indices(labels, validation_fraction, seed=seed, stratify=False,
+                                  name="validation_fraction")
 
 
 def _place(net, opt, params, opt_state, X, Y, w, held_out, mesh, batch_size):

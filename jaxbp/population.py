@@ -13,39 +13,89 @@ compiled program) form a group: one vmapped program each, dispatched one after a
 epoch. Each member's epoch order is drawn alone (`lax.map`): XLA's random-bit generator,
 batched by vmap, would draw one stream for the whole batch of keys.
 
-This first form runs every member for the same number of epochs with a constant learning
-rate; validation, early stopping and schedules per member come next.
+Each member holds out its own validation rows (a fraction of its rows chosen with its key,
+as `fit` does, or rows given) and stops on its own (`fit`'s early-stopping rule); a stopped
+member's parameters stop changing while the others run, and the population ends when every
+member has stopped. The learning rate is constant per member (schedules come next).
 """
 
 import collections
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import backends, optim, validate
-from jaxbp.fit import _epoch_in_order, _epoch_order, _progress_bar, _Static, _training_rows
+from jaxbp.fit import (
+    DivergenceError,
+    FitResult,
+    _cost_and_score,
+    _epoch_in_order,
+    _epoch_order,
+    _held_out_rows,
+    _progress_bar,
+    _Static,
+    _training_rows,
+)
 from jaxbp.model import MLP, init
 
 
 @dataclasses.dataclass
 class PopulationResult:
-    """What `fit_population` returns: per member i, `params[i]` and `opt_state[i]` (as from
-    `fit`), and `history["train_cost"][e][i]`, the cost of epoch e."""
+    """What `fit_population` returns. `history` maps a name (train_cost, and with validation
+    val_cost, val_score) to an array (epochs, k): member i's value of each epoch, NaN after
+    it stopped. `member(i)` is member i's result in `fit`'s form."""
 
     params: list
     opt_state: list
     history: dict
-    keys: Any
+    epochs_run: np.ndarray
+    best_epoch: list
+    stopped_early: np.ndarray
+    keys: list
+    lr: list
+    diverged: np.ndarray  # members whose cost stopped being finite (`fit` would have raised)
+
+    def member(self, i):
+        """Member i as a `FitResult`: what `fit` alone would have returned (for a member that
+        diverged, the DivergenceError `fit` would have raised)."""
+        if self.diverged[i]:
+            raise DivergenceError(f"member {i}: the training cost stopped being finite after "
+                                  f"{int(self.epochs_run[i])} epoch(s); try a smaller "
+                                  f"learning rate (now {self.lr[i]:g})")
+        n = int(self.epochs_run[i])
+        history = {"epoch": list(range(n)), "lr": [self.lr[i]] * n}
+        history |= {k: [float(v) for v in self.history[k][:n, i]] for k in self.history}
+        return FitResult(self.params[i], self.opt_state[i], history, n, self.best_epoch[i],
+                         bool(self.stopped_early[i]), self.keys[i])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Member:
+    """One member's rows (indices into X), validation rows (or None) and settings."""
+
+    rows: np.ndarray
+    val: Any
+    key: Any
+    lr: float
+    alpha: float
+    dropout: float
+    batch_size: int
+
+    def group(self):
+        """What shapes the compiled program: members that share it train as one vmap."""
+        return len(self.rows), 0 if self.val is None else len(self.val), self.batch_size, \
+            self.dropout
 
 
 def _population_epoch(net, opt, cfg, params, state, X, Y, rows, weights, keys, epoch, lr,
-                      alpha):
+                      alpha, active):
     """One epoch of a group: every member's order alone, then the vmapped epoch body on its
-    own rows (columns `rows[i]` of X and Y, weights w_i on them)."""
+    own rows (columns `rows[i]` of X and Y, weights w_i on them); members not active keep
+    their parameters and state."""
     m = rows.shape[1]
     orders, k_drops = jax.lax.map(lambda key: _epoch_order(cfg, key, epoch, m), keys)
 
@@ -53,10 +103,24 @@ def _population_epoch(net, opt, cfg, params, state, X, Y, rows, weights, keys, e
         return _epoch_in_order(net, opt, cfg, p, s, X[:, r], Y[:, r], w[r], order, k_drop, lr,
                                alpha)
 
-    return jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha)
+    new_p, new_s, J = jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha)
+    return _where(active, new_p, params), _where(active, new_s, state), J
+
+
+def _where(pick, new, old):
+    """Per member (the leading axis), `new` where pick[i], else `old`."""
+    return jax.tree.map(lambda a, b: jnp.where(pick.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+                        new, old)
+
+
+def _population_scores(net, params, X, Y, val_rows):
+    """Each member's (validation cost, score) on its own validation columns."""
+    return jax.vmap(lambda p, r: _cost_and_score(net, p, X[:, r], Y[:, r]))(params, val_rows)
 
 
 _epoch = jax.jit(_population_epoch, static_argnums=(0, 1, 2))
+_scores = jax.jit(_population_scores, static_argnums=0)
+_keep = jax.jit(_where)
 
 
 def _per_member(name, value, k, check):
@@ -74,21 +138,23 @@ def _positive(name, v):
     return float(v)
 
 
-def _member_rows(rows, m, k):
-    """Each member's training rows, as int arrays of indices into X (default: all m rows)."""
+def _member_rows(rows, m, k, name="rows"):
+    """Each member's rows, as int arrays of indices into X (default: all m rows)."""
     if rows is None:
         return [np.arange(m)] * k
     if len(rows) != k:
-        raise ValueError(f"rows: expected {k} index arrays (one per member), got {len(rows)}")
+        raise ValueError(f"{name}: expected {k} index arrays (one per member), got {len(rows)}")
     out = []
     for i, r in enumerate(rows):
         r = np.asarray(r)
         if r.ndim != 1 or r.size == 0 or r.dtype.kind not in "iu" or r.min() < 0 or \
                 r.max() >= m:
-            raise ValueError(f"rows[{i}]: expected a non-empty 1-D array of row indices in "
+            raise ValueError(f"{name}[{i}]: expected a non-empty 1-D array of row indices in "
                              f"0..{m - 1}, got shape {r.shape} and dtype {r.dtype}")
         out.append(r.astype(np.int64))
     return out
+
+
 
 
 def _member_weights(sample_weight, rows, m, k):
@@ -105,12 +171,42 @@ def _member_weights(sample_weight, rows, m, k):
     return w
 
 
-def _groups(sizes, batch_sizes, dropouts):
-    """Members that share a compiled program: {(m_i, b_i, p_i): [i, ...]} in member order."""
-    groups = collections.defaultdict(list)
-    for i, key in enumerate(zip(sizes, batch_sizes, dropouts, strict=True)):
-        groups[key].append(i)
-    return dict(groups)
+def _members(net, y, keys, rows, settings, batch_size, validation_fraction, validation_rows):
+    """The k members: their rows less the validation rows they hold out (a fraction chosen
+    with the member's key, as `fit` chooses it, or the rows given), and their settings."""
+    members = []
+    for i, (key, train) in enumerate(zip(keys, rows, strict=True)):
+        val = None if validation_rows is None else validation_rows[i]
+        split = None if val is not None else _held_out_rows(net, key, y[train],
+                                                            validation_fraction)
+        if split is not None:
+            train, val = train[split[0]], train[split[1]]
+        lr, alpha, dropout = (values[i] for values in settings)
+        members.append(_Member(train, val, key, lr, alpha, dropout, min(batch_size, len(train))))
+    return members
+
+
+class _Group(NamedTuple):
+    """Members that share one compiled program, and their arrays, stacked member by member."""
+
+    members: list
+    cfg: Any
+    rows: Any
+    val_rows: Any
+    weights: Any
+    keys: Any
+    lr: Any
+    alpha: Any
+
+
+def _group(members, idx, w, shuffle, dtype):
+    ms = [members[i] for i in idx]
+    val = None if ms[0].val is None else jnp.asarray(np.stack([m.val for m in ms]), jnp.int32)
+    return _Group(idx, _Static(ms[0].batch_size, shuffle, ms[0].dropout,
+                               max(m.alpha for m in ms) > 0),
+                  jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32), val,
+                  jnp.asarray(w[idx], dtype), jnp.stack([m.key for m in ms]),
+                  np.asarray([m.lr for m in ms], dtype), np.asarray([m.alpha for m in ms], dtype))
 
 
 def _stack(trees):
@@ -123,81 +219,151 @@ def _unstack(tree, k):
 
 def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0, rows=None,
                    sample_weight=None, epochs=200, batch_size=None, shuffle=True,
-                   progress=None):
+                   validation_fraction=0.0, validation_rows=None, early_stopping=False,
+                   patience=10, min_delta=1e-4, restore_best=True, progress=None):
     """Train k = len(keys) members of `net` at once; member i equals `fit` run alone on
     X[rows[i]], y[rows[i]] with key keys[i], learning rate lr[i], alpha[i] and dropout[i].
 
     Arguments:
-        net, X, y, epochs, batch_size, shuffle, progress: as for `fit` (batch_size applies to
-            each member: min(batch_size or 200, its rows)).
+        net, X, y, epochs, batch_size, shuffle, validation_fraction, early_stopping,
+            patience, min_delta, restore_best, progress: as for `fit`, applied to each
+            member (batch_size: min(batch_size or 200, its training rows); the validation
+            fraction is held out of each member's rows with its key).
         keys: k int seeds or PRNG keys, one per member.
         opt: the optimizer (default Adam, lr 1e-3); its hyperparameters other than the
             learning rate are shared by the members.
         lr, alpha, dropout: one value for every member, or k values (lr default: opt.lr).
-        rows: k arrays of row indices into X, each member's training rows (e.g. the training
-            folds of a cross-validation); default: every row for every member.
+        rows: k arrays of row indices into X, each member's rows (e.g. the training folds of
+            a cross-validation); default: every row for every member.
+        validation_rows: k arrays of row indices into X, each member's validation rows (e.g.
+            its held-out fold), instead of a validation fraction.
         sample_weight: (m,) weights for all members, or (k, m), a row per member.
 
-    Returns a `PopulationResult`: params[i], opt_state[i] and history["train_cost"][e][i].
+    Returns a `PopulationResult`; `result.member(i)` is member i's `FitResult`.
     """
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
     backends.compilation_cache()
     opt = optim.adam(1e-3) if opt is None else opt
     optim.check_is_optimizer(opt)
-    epochs = validate.positive_int("epochs", epochs)
     if isinstance(keys, (int, np.integer)) or len(keys) < 1:
         raise ValueError(f"keys: expected a sequence of k >= 1 seeds or keys, got {keys!r:.60}")
     keys = [validate.prng_key(key) for key in keys]
     k = len(keys)
     X, Y, _ = _training_rows(net, X, y, None)
     rows = _member_rows(rows, X.shape[0], k)
+    if validation_rows is not None:
+        validation_rows = _member_rows(validation_rows, X.shape[0], k, "validation_rows")
     w = _member_weights(sample_weight, rows, X.shape[0], k)
-    lr = _per_member("lr", opt.lr if lr is None else lr, k, _positive)
-    alpha = _per_member("alpha", alpha, k, validate.non_negative)
-    dropout = _per_member("dropout", dropout, k, validate.fraction)
+    settings = (_per_member("lr", opt.lr if lr is None else lr, k, _positive),
+                _per_member("alpha", alpha, k, validate.non_negative),
+                _per_member("dropout", dropout, k, validate.fraction))
     b = 200 if batch_size is None else validate.positive_int("batch_size", batch_size)
-    groups = _groups([len(r) for r in rows], [min(b, len(r)) for r in rows], dropout)
-    params = [init(net, jax.random.fold_in(key, 2**31 - 2)) for key in keys]
-    params = [validate.params(net, p) for p in params]
+    members = _members(net, np.asarray(y), keys, rows, settings, b,
+                       validate.fraction("validation_fraction", validation_fraction),
+                       validation_rows)
+    stopping = _Stopping(k, members[0].val is not None, bool(early_stopping),
+                         validate.positive_int("patience", patience), float(min_delta))
+    return _train(net, opt, X, Y, w, members, bool(shuffle),
+                  validate.positive_int("epochs", epochs), stopping, restore_best, progress)
+
+
+def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, progress):
+    """Place the groups on the device, run the epochs, gather the members back in order."""
+    params = [validate.params(net, init(net, jax.random.fold_in(m.key, 2**31 - 2)))
+              for m in members]
     dtype = validate.param_dtype(params[0])
     Xc = validate.inputs(net, params[0], X.T)
     Yc = validate.targets(net, params[0], Y, m=X.shape[0])
-    settings = {g: (_Static(g[1], bool(shuffle), g[2], max(alpha[i] for i in members) > 0),
-                    jnp.asarray(np.stack([rows[i] for i in members]), jnp.int32),
-                    jnp.asarray(w[members], dtype), jnp.stack([keys[i] for i in members]),
-                    np.asarray([lr[i] for i in members], dtype),
-                    np.asarray([alpha[i] for i in members], dtype))
-                for g, members in groups.items()}
-    carry = {g: (_stack([params[i] for i in members]),
-                 _stack([opt.init(params[i]) for i in members])) for g, members in groups.items()}
-    return _run(net, opt, groups, settings, carry, Xc, Yc, epochs, k, keys, progress)
+    groups = collections.defaultdict(list)
+    for i, m in enumerate(members):
+        groups[m.group()].append(i)
+    groups = [_group(members, idx, w, shuffle, dtype) for idx in groups.values()]
+    carry = [[_stack([params[i] for i in g.members]),
+              _stack([opt.init(params[i]) for i in g.members])] for g in groups]
+    for c in carry:
+        c.append(c[0])  # the best parameters so far
+    history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress)
+    k = len(members)
+    params, state = [None] * k, [None] * k
+    for g, (p, s, best) in zip(groups, carry, strict=True):
+        n = len(g.members)
+        for i, p_i, s_i, best_i in zip(g.members, _unstack(p, n), _unstack(s, n),
+                                       _unstack(best, n), strict=True):
+            keep = stopping.stopped[i] and restore_best and stopping.best_epoch[i] is not None
+            params[i], state[i] = best_i if keep else p_i, s_i
+    return PopulationResult(params, state, history, stopping.epochs_run, stopping.best_epoch,
+                            stopping.stopped, [m.key for m in members], [m.lr for m in members],
+                            stopping.diverged)
 
 
-def _run(net, opt, groups, settings, carry, Xc, Yc, epochs, k, keys, progress):
-    """The epochs: every group's program dispatched, then the members' costs read back."""
-    history = {"train_cost": []}
+def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress):
+    """The epochs: each group's program dispatched, the members' records read back, the
+    early-stopping rule applied per member; until every member has stopped."""
+    history = collections.defaultdict(list)
     bar = _progress_bar(progress, epochs)
     try:
         for epoch in range(epochs):
-            costs = {}
-            for g, (cfg, rows, w, g_keys, lr, alpha) in settings.items():
-                p, s, J = _epoch(net, opt, cfg, *carry[g], Xc, Yc, rows, w, g_keys,
-                                 np.int32(epoch), lr, alpha)
-                carry[g], costs[g] = (p, s), J
-            row = np.empty(k)
-            for g, members in groups.items():
-                row[members] = np.asarray(costs[g])
-            history["train_cost"].append(row)
+            out = []
+            for g, c in zip(groups, carry, strict=True):
+                c[0], c[1], J = _epoch(net, opt, g.cfg, c[0], c[1], Xc, Yc, g.rows, g.weights,
+                                       g.keys, np.int32(epoch), g.lr, g.alpha,
+                                       jnp.asarray(stopping.active[g.members]))
+                out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc,
+                                                                       g.val_rows)))
+            record = _record(groups, out, len(stopping.active))
+            ran, improved = stopping.update(epoch, record)
+            for g, c in zip(groups, carry, strict=True):
+                c[2] = _keep(jnp.asarray(improved[g.members]), c[0], c[2])
+            for name, v in record.items():
+                history[name].append(np.where(ran, v, np.nan))
             if bar is not None:
                 bar.update(1)
+            if not stopping.active.any():
+                break
     finally:
         if bar is not None:
             bar.close()
-    params, state = [None] * k, [None] * k
-    for g, members in groups.items():
-        for i, p, s in zip(members, _unstack(carry[g][0], len(members)),
-                           _unstack(carry[g][1], len(members)), strict=True):
-            params[i], state[i] = p, s
-    history["train_cost"] = np.stack(history["train_cost"])
-    return PopulationResult(params, state, history, keys)
+    return {name: np.stack(v) for name, v in history.items()}
+
+
+def _record(groups, out, k):
+    """{train_cost, and val_cost, val_score with validation: (k,) float64} read back."""
+    record = collections.defaultdict(lambda: np.full(k, np.nan))
+    for g, (J, val) in zip(groups, out, strict=True):
+        record["train_cost"][g.members] = np.asarray(J)
+        if val is not None:
+            record["val_cost"][g.members] = np.asarray(val[0])
+            record["val_score"][g.members] = np.asarray(val[1])
+    return dict(record)
+
+
+class _Stopping:
+    """`fit`'s early-stopping rule, per member, on the host: the monitored cost (validation
+    cost with validation rows, else training cost) must improve by min_delta within
+    `patience` epochs; a member whose cost stops being finite stops too (diverged)."""
+
+    def __init__(self, k, validating, early_stopping, patience, min_delta):
+        self.monitor = "val_cost" if validating else "train_cost"
+        self.early_stopping, self.patience, self.min_delta = early_stopping, patience, min_delta
+        self.best, self.best_epoch = np.full(k, np.inf), [None] * k
+        self.waited, self.epochs_run = np.zeros(k, int), np.zeros(k, int)
+        self.active = np.ones(k, bool)
+        self.stopped, self.diverged = np.zeros(k, bool), np.zeros(k, bool)
+
+    def update(self, epoch, record):
+        """Apply epoch `epoch`'s record; returns (members that ran it, members improved)."""
+        ran = self.active.copy()
+        diverged = ran & ~np.isfinite(record["train_cost"])
+        value = record[self.monitor]
+        improved = ran & ~diverged & (value < self.best - self.min_delta)
+        self.best = np.where(improved, value, self.best)
+        self.waited = np.where(improved, 0, self.waited + ran)
+        for i in np.flatnonzero(improved):
+            self.best_epoch[i] = epoch
+        self.epochs_run += ran & ~diverged
+        stop = ran & ~diverged & self.early_stopping & (self.waited >= self.patience)
+        self.stopped |= stop
+        self.diverged |= diverged
+        self.active &= ~(stop | diverged)
+        return ran, improved

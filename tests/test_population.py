@@ -20,10 +20,24 @@ def problem(m=60, seed=0):
     return X, y
 
 
-def alone(X, y, rows, key, lr, alpha, dropout, w, epochs, batch_size, opt):
+def alone(X, y, rows, key, lr, alpha, dropout, w, epochs, batch_size, opt, **kwargs):
     return jaxbp.fit(NET, X[rows], y[rows], key=key, opt=dataclasses.replace(opt, lr=lr),
                      alpha=alpha, dropout=dropout, sample_weight=w[rows], epochs=epochs,
-                     batch_size=batch_size, progress=False)
+                     batch_size=batch_size, progress=False, **kwargs)
+
+
+def assert_same_run(got, want, what):
+    """Two `FitResult`s of one run: parameters, optimizer state and every recorded number to
+    rtol 1e-12 (float64; see test_each_member_is_fit_alone), the epochs exactly."""
+    assert (got.epochs_run, got.best_epoch, got.stopped_early) == (
+        want.epochs_run, want.best_epoch, want.stopped_early), what
+    for a, b in zip(jax.tree.leaves((got.params, got.opt_state)),
+                    jax.tree.leaves((want.params, want.opt_state)), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15,
+                                   err_msg=what)
+    for name in ("train_cost", "val_cost", "val_score", "epoch", "lr"):
+        np.testing.assert_allclose(got.history.get(name, []), want.history.get(name, []),
+                                   rtol=1e-12, err_msg=f"{what}: {name}")
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.25, [0.0, 0.25, 0.25, 0.1, 0.0]])
@@ -49,12 +63,33 @@ def test_each_member_is_fit_alone(dropout):
     for i in range(5):
         p = dropout[i] if isinstance(dropout, list) else dropout
         want = alone(X, y, rows[i], keys[i], lr[i], alpha[i], p, w[i], 4, 16, opt)
-        for a, b in zip(jax.tree.leaves((res.params[i], res.opt_state[i])),
-                        jax.tree.leaves((want.params, want.opt_state)), strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15,
-                                       err_msg=f"member {i}")
-        np.testing.assert_allclose(res.history["train_cost"][:, i], want.history["train_cost"],
-                                   rtol=1e-12, err_msg=f"member {i}")
+        assert_same_run(res.member(i), want, f"member {i}")
+
+
+@pytest.mark.parametrize("held_out", ["fraction", "rows"])
+def test_members_validate_and_stop_on_their_own(held_out):
+    """Early stopping per member: each holds out a fifth of its rows with its key (as `fit`
+    does) or is given its validation fold, monitors its validation cost and stops on its own
+    epoch; the stopped ones keep their parameters while the others run. Each member's whole
+    run (epochs, best epoch, histories, restored best parameters, state) is `fit` alone's."""
+    X, y = problem(80)
+    folds = [(np.r_[0:16 * i, 16 * i + 16:80], np.arange(16 * i, 16 * i + 16)) for i in range(5)]
+    keys, lr = [0, 1, 2, 3, 4], [0.3, 0.05, 0.2, 0.01, 0.5]
+    rows = [train for train, _ in folds]
+    extra = ({"validation_fraction": 0.2} if held_out == "fraction" else
+             {"validation_rows": [val for _, val in folds]})
+    opt = jaxbp.optim.sgd(0.1, momentum=0.9)
+    w = np.ones((5, 80))
+    res = fit_population(NET, X, y, keys=keys, opt=opt, lr=lr, rows=rows, epochs=60,
+                         batch_size=16, early_stopping=True, patience=3, progress=False,
+                         **extra)
+    assert len(set(res.epochs_run)) > 2 and sum(res.stopped_early) >= 3  # each its own epoch
+    for i in range(5):
+        val = ({"validation_fraction": 0.2} if held_out == "fraction" else
+               {"validation_data": (X[folds[i][1]], y[folds[i][1]])})
+        want = alone(X, y, rows[i], keys[i], lr[i], 0.0, 0.0, w[i], 60, 16, opt,
+                     early_stopping=True, patience=3, **val)
+        assert_same_run(res.member(i), want, f"member {i}")
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -78,3 +113,22 @@ def test_bad_arguments_are_named(kwargs, match):
     args = {"keys": [0, 1, 2], "epochs": 1, "progress": False} | kwargs
     with pytest.raises((ValueError, TypeError), match=match):
         fit_population(NET, X, y, **args)
+
+
+def test_a_diverging_member_stops_alone():
+    """A member whose cost stops being finite stops (fit would raise DivergenceError, and
+    `member(i)` does); the others run on as they would alone."""
+    net = jaxbp.MLP((2, 8, 1), hidden="relu", output="identity")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = 1e3 * X[:, 0]
+    opt = jaxbp.optim.sgd(1e-3)
+    res = fit_population(net, X, y, keys=[0, 1], opt=opt, lr=[1e-3, 10.0], epochs=30,
+                         progress=False)
+    assert list(res.diverged) == [False, True] and res.epochs_run[0] == 30
+    with pytest.raises(jaxbp.DivergenceError, match="member 1: the training cost stopped"):
+        res.member(1)
+    with pytest.raises(jaxbp.DivergenceError):
+        jaxbp.fit(net, X, y, key=1, opt=jaxbp.optim.sgd(10.0), epochs=30, progress=False)
+    want = jaxbp.fit(net, X, y, key=0, opt=opt, epochs=30, progress=False)
+    assert_same_run(res.member(0), want, "member 0")
