@@ -16,7 +16,7 @@ batched by vmap, would draw one stream for the whole batch of keys.
 Each member holds out its own validation rows (a fraction of its rows chosen with its key,
 as `fit` does, or rows given) and stops on its own (`fit`'s early-stopping rule); a stopped
 member's parameters stop changing while the others run, and the population ends when every
-member has stopped. The learning rate is constant per member (schedules come next).
+member has stopped. Each member's learning rate follows its own schedule (`fit.Schedule`).
 """
 
 import collections
@@ -32,6 +32,7 @@ from jaxbp import backends, optim, validate
 from jaxbp.fit import (
     DivergenceError,
     FitResult,
+    Schedule,
     _cost_and_score,
     _epoch_in_order,
     _epoch_order,
@@ -56,7 +57,6 @@ class PopulationResult:
     best_epoch: list
     stopped_early: np.ndarray
     keys: list
-    lr: list
     diverged: np.ndarray  # members whose cost stopped being finite (`fit` would have raised)
 
     def member(self, i):
@@ -65,9 +65,9 @@ class PopulationResult:
         if self.diverged[i]:
             raise DivergenceError(f"member {i}: the training cost stopped being finite after "
                                   f"{int(self.epochs_run[i])} epoch(s); try a smaller "
-                                  f"learning rate (now {self.lr[i]:g})")
+                                  f"learning rate (now {self.history['lr'][-1, i]:g})")
         n = int(self.epochs_run[i])
-        history = {"epoch": list(range(n)), "lr": [self.lr[i]] * n}
+        history = {"epoch": list(range(n))}
         history |= {k: [float(v) for v in self.history[k][:n, i]] for k in self.history}
         return FitResult(self.params[i], self.opt_state[i], history, n, self.best_epoch[i],
                          bool(self.stopped_early[i]), self.keys[i])
@@ -84,6 +84,11 @@ class _Member:
     alpha: float
     dropout: float
     batch_size: int
+    schedule: Any
+
+    def lr_at(self, epoch, epochs):
+        """The learning rate of epoch `epoch`, as `fit` computes it."""
+        return self.schedule(self.lr, epoch, epochs, epoch * len(self.rows))
 
     def group(self):
         """What shapes the compiled program: members that share it train as one vmap."""
@@ -130,6 +135,10 @@ def _per_member(name, value, k, check):
         raise ValueError(f"{name}: expected one value or {k} (one per member), got "
                          f"{len(values)}")
     return [check(name, v) for v in values]
+
+
+def _schedule(name, v):
+    return v if isinstance(v, Schedule) else Schedule(v)
 
 
 def _positive(name, v):
@@ -181,8 +190,9 @@ def _members(net, y, keys, rows, settings, batch_size, validation_fraction, vali
                                                             validation_fraction)
         if split is not None:
             train, val = train[split[0]], train[split[1]]
-        lr, alpha, dropout = (values[i] for values in settings)
-        members.append(_Member(train, val, key, lr, alpha, dropout, min(batch_size, len(train))))
+        lr, alpha, dropout, schedule = (values[i] for values in settings)
+        members.append(_Member(train, val, key, lr, alpha, dropout, min(batch_size, len(train)),
+                               schedule))
     return members
 
 
@@ -195,8 +205,13 @@ class _Group(NamedTuple):
     val_rows: Any
     weights: Any
     keys: Any
-    lr: Any
     alpha: Any
+    schedules: list
+    dtype: Any
+
+    def lr(self, epoch, epochs):
+        """The members' learning rates of epoch `epoch`, as `fit` passes its one."""
+        return np.asarray([m.lr_at(epoch, epochs) for m in self.schedules], self.dtype)
 
 
 def _group(members, idx, w, shuffle, dtype):
@@ -206,7 +221,7 @@ def _group(members, idx, w, shuffle, dtype):
                                max(m.alpha for m in ms) > 0),
                   jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32), val,
                   jnp.asarray(w[idx], dtype), jnp.stack([m.key for m in ms]),
-                  np.asarray([m.lr for m in ms], dtype), np.asarray([m.alpha for m in ms], dtype))
+                  np.asarray([m.alpha for m in ms], dtype), ms, dtype)
 
 
 def _stack(trees):
@@ -217,8 +232,9 @@ def _unstack(tree, k):
     return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(k)]
 
 
-def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0, rows=None,
-                   sample_weight=None, epochs=200, batch_size=None, shuffle=True,
+def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0,
+                   schedule="constant", rows=None, sample_weight=None, epochs=200,
+                   batch_size=None, shuffle=True,
                    validation_fraction=0.0, validation_rows=None, early_stopping=False,
                    patience=10, min_delta=1e-4, restore_best=True, progress=None):
     """Train k = len(keys) members of `net` at once; member i equals `fit` run alone on
@@ -232,7 +248,8 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         keys: k int seeds or PRNG keys, one per member.
         opt: the optimizer (default Adam, lr 1e-3); its hyperparameters other than the
             learning rate are shared by the members.
-        lr, alpha, dropout: one value for every member, or k values (lr default: opt.lr).
+        lr, alpha, dropout, schedule: one value for every member, or k values (lr default:
+            opt.lr; schedule: a name or a `Schedule`, as for `fit`).
         rows: k arrays of row indices into X, each member's rows (e.g. the training folds of
             a cross-validation); default: every row for every member.
         validation_rows: k arrays of row indices into X, each member's validation rows (e.g.
@@ -257,7 +274,8 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     w = _member_weights(sample_weight, rows, X.shape[0], k)
     settings = (_per_member("lr", opt.lr if lr is None else lr, k, _positive),
                 _per_member("alpha", alpha, k, validate.non_negative),
-                _per_member("dropout", dropout, k, validate.fraction))
+                _per_member("dropout", dropout, k, validate.fraction),
+                _per_member("schedule", schedule, k, _schedule))
     b = 200 if batch_size is None else validate.positive_int("batch_size", batch_size)
     members = _members(net, np.asarray(y), keys, rows, settings, b,
                        validate.fraction("validation_fraction", validation_fraction),
@@ -293,8 +311,7 @@ def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, 
             keep = stopping.stopped[i] and restore_best and stopping.best_epoch[i] is not None
             params[i], state[i] = best_i if keep else p_i, s_i
     return PopulationResult(params, state, history, stopping.epochs_run, stopping.best_epoch,
-                            stopping.stopped, [m.key for m in members], [m.lr for m in members],
-                            stopping.diverged)
+                            stopping.stopped, [m.key for m in members], stopping.diverged)
 
 
 def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress):
@@ -307,11 +324,14 @@ def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress):
             out = []
             for g, c in zip(groups, carry, strict=True):
                 c[0], c[1], J = _epoch(net, opt, g.cfg, c[0], c[1], Xc, Yc, g.rows, g.weights,
-                                       g.keys, np.int32(epoch), g.lr, g.alpha,
+                                       g.keys, np.int32(epoch), g.lr(epoch, epochs), g.alpha,
                                        jnp.asarray(stopping.active[g.members]))
                 out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc,
                                                                        g.val_rows)))
             record = _record(groups, out, len(stopping.active))
+            record["lr"] = np.empty(len(stopping.active))
+            for g in groups:
+                record["lr"][g.members] = [m.lr_at(epoch, epochs) for m in g.schedules]
             ran, improved = stopping.update(epoch, record)
             for g, c in zip(groups, carry, strict=True):
                 c[2] = _keep(jnp.asarray(improved[g.members]), c[0], c[2])

@@ -66,6 +66,24 @@ def test_each_member_is_fit_alone(dropout):
         assert_same_run(res.member(i), want, f"member {i}")
 
 
+def test_each_member_follows_its_own_schedule():
+    """Learning-rate schedules per member (as `fit`'s: the epoch's rate from the member's own
+    lr, epoch count and examples seen): the rates recorded and the runs equal `fit` alone."""
+    X, y = problem()
+    rows = [np.arange(60), np.arange(50), np.arange(60), np.arange(10, 60)]
+    schedules = ["constant", "cosine", jaxbp.Schedule("step", gamma=0.5, step_size=2),
+                 "invscaling"]
+    lr = [0.05, 0.1, 0.2, 0.5]
+    opt = jaxbp.optim.sgd(0.1)
+    res = fit_population(NET, X, y, keys=[5, 6, 7, 8], opt=opt, lr=lr, schedule=schedules,
+                         rows=rows, epochs=5, batch_size=16, progress=False)
+    for i in range(4):
+        want = alone(X, y, rows[i], 5 + i, lr[i], 0.0, 0.0, np.ones((60,)), 5, 16, opt,
+                     schedule=schedules[i])
+        assert_same_run(res.member(i), want, f"member {i}")
+    assert res.history["lr"][:, 2].tolist() == [0.2, 0.2, 0.1, 0.1, 0.05]
+
+
 @pytest.mark.parametrize("held_out", ["fraction", "rows"])
 def test_members_validate_and_stop_on_their_own(held_out):
     """Early stopping per member: each holds out a fifth of its rows with its key (as `fit`
