@@ -37,6 +37,7 @@ from jaxbp.fit import (
     _epoch_in_order,
     _epoch_order,
     _held_out_rows,
+    _param_fields,
     _progress_bar,
     _Static,
     _training_rows,
@@ -224,6 +225,30 @@ def _group(members, idx, w, shuffle, dtype):
                   np.asarray([m.alpha for m in ms], dtype), ms, dtype)
 
 
+def member_bytes(net, opt, params, m, batch_size):
+    """What one member adds to the device's memory, in bytes (an estimate, from above):
+
+        itemsize · [(3 + s) P + 4 b Σ_l n_l + 2 m (n_0 + n_L + 1)]
+
+    P parameters, held with their gradient and update (3 P) and s optimizer slots shaped like
+    them (Adam 2, SGD with momentum 1); Z, A, Δ and a dropout mask per unit and batch column
+    (4 b Σ n_l); the member's m training columns of X, Y and weights, gathered and then split
+    into batches (twice)."""
+    slots = sum(_param_fields(opt.init(params), params))
+    itemsize = jnp.dtype(validate.param_dtype(params)).itemsize
+    return itemsize * ((3 + slots) * net.num_params() + 4 * batch_size * sum(net.sizes)
+                       + 2 * m * (net.sizes[0] + net.sizes[-1] + 1))
+
+
+def _members_per_chunk(net, opt, params, members, memory):
+    """How many members one program call may train within `memory` bytes (at least 1)."""
+    if memory is None:
+        stats = jax.devices()[0].memory_stats() or {}
+        memory = stats.get("bytes_limit", 4 << 30) // 2
+    largest = max(member_bytes(net, opt, params, len(m.rows), m.batch_size) for m in members)
+    return max(1, int(validate.positive_int("memory", memory) // largest))
+
+
 def _stack(trees):
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
@@ -236,7 +261,8 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
                    schedule="constant", rows=None, sample_weight=None, epochs=200,
                    batch_size=None, shuffle=True,
                    validation_fraction=0.0, validation_rows=None, early_stopping=False,
-                   patience=10, min_delta=1e-4, restore_best=True, progress=None):
+                   patience=10, min_delta=1e-4, restore_best=True, progress=None,
+                   memory=None):
     """Train k = len(keys) members of `net` at once; member i equals `fit` run alone on
     X[rows[i]], y[rows[i]] with key keys[i], learning rate lr[i], alpha[i] and dropout[i].
 
@@ -255,6 +281,9 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         validation_rows: k arrays of row indices into X, each member's validation rows (e.g.
             its held-out fold), instead of a validation fraction.
         sample_weight: (m,) weights for all members, or (k, m), a row per member.
+        memory: bytes the members' arrays may take on the device (default: half of what the
+            device reports, or 2 GiB where it reports nothing, as a CPU); a larger population
+            trains in chunks of members, one program call each (`member_bytes`).
 
     Returns a `PopulationResult`; `result.member(i)` is member i's `FitResult`.
     """
@@ -283,20 +312,24 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     stopping = _Stopping(k, members[0].val is not None, bool(early_stopping),
                          validate.positive_int("patience", patience), float(min_delta))
     return _train(net, opt, X, Y, w, members, bool(shuffle),
-                  validate.positive_int("epochs", epochs), stopping, restore_best, progress)
+                  validate.positive_int("epochs", epochs), stopping, restore_best, progress,
+                  memory)
 
 
-def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, progress):
+def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, progress,
+           memory):
     """Place the groups on the device, run the epochs, gather the members back in order."""
     params = [validate.params(net, init(net, jax.random.fold_in(m.key, 2**31 - 2)))
               for m in members]
     dtype = validate.param_dtype(params[0])
     Xc = validate.inputs(net, params[0], X.T)
     Yc = validate.targets(net, params[0], Y, m=X.shape[0])
+    chunk = _members_per_chunk(net, opt, params[0], members, memory)
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
         groups[m.group()].append(i)
-    groups = [_group(members, idx, w, shuffle, dtype) for idx in groups.values()]
+    groups = [_group(members, idx[at:at + chunk], w, shuffle, dtype)
+              for idx in groups.values() for at in range(0, len(idx), chunk)]
     carry = [[_stack([params[i] for i in g.members]),
               _stack([opt.init(params[i]) for i in g.members])] for g in groups]
     for c in carry:

@@ -150,3 +150,64 @@ def test_a_diverging_member_stops_alone():
         jaxbp.fit(net, X, y, key=1, opt=jaxbp.optim.sgd(10.0), epochs=30, progress=False)
     want = jaxbp.fit(net, X, y, key=0, opt=opt, epochs=30, progress=False)
     assert_same_run(res.member(0), want, "member 0")
+
+
+def test_a_population_too_large_for_its_memory_trains_in_chunks():
+    """With room for two members at a time, six members train in chunks of at most two (one
+    program call each) and still equal `fit` alone; too little room for even one member
+    still trains them, one at a time."""
+    from jaxbp import population
+
+    X, y = problem()
+    opt = jaxbp.optim.adam(1e-2)
+    params = jaxbp.init(NET, jax.random.key(0))
+    one = population.member_bytes(NET, opt, params, 60, 16)
+    calls = []
+    original = population._epoch
+
+    def counting(*args):
+        calls.append(args[3][0][0].shape[0])  # members in this call
+        return original(*args)
+
+    population._epoch = counting
+    try:
+        res = fit_population(NET, X, y, keys=range(6), opt=opt, epochs=2, batch_size=16,
+                             memory=2 * one + one // 2, progress=False)
+        tiny = fit_population(NET, X, y, keys=range(2), opt=opt, epochs=1, batch_size=16,
+                              memory=1, progress=False)
+    finally:
+        population._epoch = original
+    assert calls[:3] == [2, 2, 2] and len(calls) == 6 + 2 and calls[6:] == [1, 1]
+    for i in (0, 5):
+        want = alone(X, y, np.arange(60), i, 1e-2, 0.0, 0.0, np.ones(60), 2, 16, opt)
+        assert_same_run(res.member(i), want, f"member {i}")
+    assert_same_run(tiny.member(1), alone(X, y, np.arange(60), 1, 1e-2, 0.0, 0.0, np.ones(60),
+                                          1, 16, opt), "tiny member 1")
+
+
+def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
+    """`member_bytes` is an estimate from above: XLA's own account of an epoch program's
+    arguments, outputs and temporaries grows by less than it per member added (4 -> 8)."""
+    from jaxbp import population
+
+    net = jaxbp.MLP((20, 64, 32, 5), hidden="relu", output="softmax")
+    opt = jaxbp.optim.adam()
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 20)), rng.integers(0, 5, 300)
+    params = jaxbp.init(net, jax.random.key(0))
+    Xc, Yc = jax.numpy.asarray(X.T), jax.numpy.asarray(np.eye(5)[y].T)
+
+    def footprint(k):
+        p = population._stack([params] * k)
+        s = population._stack([opt.init(params)] * k)
+        cfg = population._Static(32, True, 0.0, False)
+        compiled = population._epoch.lower(
+            net, opt, cfg, p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"),
+            jax.numpy.ones((k, 300)), jax.random.split(jax.random.key(0), k), np.int32(0),
+            np.zeros(k), np.zeros(k), np.ones(k, bool)).compile()
+        mem = compiled.memory_analysis()
+        return (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                + mem.temp_size_in_bytes)
+
+    per_member = (footprint(8) - footprint(4)) / 4
+    assert 0 < per_member <= population.member_bytes(net, opt, params, 300, 32)
