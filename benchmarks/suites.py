@@ -9,7 +9,7 @@ import jax
 
 import jaxbp
 from benchmarks import models as M
-from benchmarks import peaks
+from benchmarks import peaks, population_suite
 from benchmarks.harness import (
     Prepared,
     compile_timed,
@@ -753,7 +753,8 @@ def _lbfgs_on(name, iters, rounds):
 
 SUITES = {"per_sample": per_sample, "autodiff": autodiff, "peers": peers, "epoch": epoch,
           "scaling": scaling, "mfu": mfu, "devices": devices, "fit": fit,
-          "step_overhead": step_overhead, "first_run": first_run, "lbfgs": lbfgs}
+          "step_overhead": step_overhead, "first_run": first_run, "lbfgs": lbfgs,
+          "population": population_suite.population}
 TITLES = {
     "per_sample": "1. Per-sample vs vectorized (examples/s; SGD)",
     "autodiff": "2. Hand-written backward vs jax.grad (same step; Adam)",
@@ -766,4 +767,5 @@ TITLES = {
     "step_overhead": "9. Per-call overhead of the checked train_step over train_step_jit",
     "first_run": "10. A new process: compilation and the persistent compilation cache",
     "lbfgs": "11. L-BFGS: on the device, driven by SciPy from the host, and scikit-learn's",
+    "population": "12. Many models at once: throughput against population size, a 30-fit search",
 }

@@ -1,0 +1,172 @@
+"""Suite "population": many models at once (`jaxbp.fit_population`), against one at a time.
+
+Two measurements, each in one run with interleaved rounds:
+- throughput against population size k: a 64-64-10 net on digits (1 797 rows, Adam, batches
+  of 200), members·epochs per second for k = 1 ... 1024, and the matmul FLOP rate reached as
+  a fraction of the machine's rate on a 2048³ float32 matmul;
+- a 30-fit search (alpha ∈ {1e-4, 1e-2, 1e-1} × learning rate ∈ {1e-3, 3e-3}, 5 stratified
+  folds, 64 hidden units, at most 100 epochs, stopping when the training loss stalls):
+  scikit-learn's GridSearchCV over its MLPClassifier (n_jobs=2), the same GridSearchCV over
+  jaxbp's MLPClassifier (fits one after another), and the 30 fits as one population.
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxbp
+from benchmarks import models as M
+from benchmarks.harness import fmt_rate, fmt_time, markdown_table
+
+GRID = {"alpha": [1e-4, 1e-2, 1e-1], "learning_rate_init": [1e-3, 3e-3]}
+
+
+def _digits():
+    from jaxbp import data, datasets
+
+    ds = datasets.load("digits")
+    return data.Standardizer().fit(ds.X).transform(ds.X).astype(np.float32), ds.y
+
+
+def matmul_rate(n=2048, calls=5):
+    """FLOP/s of an n³ float32 matmul on this device (the best of `calls`)."""
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    best = min(_timed(lambda: f(a).block_until_ready()) for _ in range(calls))
+    return 2 * n**3 / best
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def throughput(ks, epochs, rounds):
+    """{k: seconds per epoch (median of rounds)} for populations of k 64-64-10 members."""
+    X, y = _digits()
+    net = jaxbp.MLP((64, 64, 10), hidden="relu", output="softmax")
+    runs = {k: (lambda k=k: jaxbp.fit_population(net, X, y, keys=range(k), epochs=epochs,
+                                                 progress=False)) for k in ks}
+    compile_s = {k: _timed(run) for k, run in runs.items()}  # first call: compiles
+    samples = {k: [] for k in ks}
+    for _ in range(rounds):
+        for k, run in runs.items():
+            samples[k].append(_timed(lambda run=run: jax.block_until_ready(run().params)))
+    per_epoch = {k: float(np.median(v)) / epochs for k, v in samples.items()}
+    return net, len(y), per_epoch, compile_s
+
+
+def population(quick):
+    ks = [1, 8, 64] if quick else [1, 4, 16, 64, 256, 1024]
+    net, m, per_epoch, compile_s = throughput(ks, epochs=2 if quick else 5,
+                                              rounds=2 if quick else 5)
+    flops = M.step_flops(net, m)  # one epoch of one member: every row once
+    peak = matmul_rate()
+    records, rows = [], []
+    for k, t in per_epoch.items():
+        rate = k * flops / t
+        records.append({"k": k, "seconds_per_epoch": t, "member_epochs_per_s": k / t,
+                        "matmul_flops_per_s": rate, "fraction_of_2048_matmul": rate / peak,
+                        "first_call_s": compile_s[k]})
+        rows.append([k, fmt_time(t), fmt_rate(k / t), f"{rate / 1e9:.1f}",
+                     f"{rate / peak:.1%}", fmt_time(compile_s[k])])
+    md = markdown_table(["members k", "epoch (all members)", "member-epochs/s",
+                         "matmul GFLOP/s", "of a 2048³ matmul", "first call"], rows)
+    search = search_three_ways(quick)
+    records.append(search["record"])
+    md += "\n\n" + search["markdown"]
+    return {"records": records, "markdown": md,
+            "figures": {"population": _plot(per_epoch, peak / flops)}}
+
+
+def _plot(per_epoch, ceiling):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ks = list(per_epoch)
+    ax.loglog(ks, [k / per_epoch[k] for k in ks], "o-", label="fit_population")
+    ax.axhline(ceiling, linestyle="--", color="gray", label="a 2048³ matmul's FLOP rate")
+    ax.set(xlabel="population size k", ylabel="member-epochs / s",
+           title="64-64-10 on digits (1 797 rows)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _searches(max_iter):
+    """{name: a function running the 30-fit search, returning the mean CV accuracy of each of
+    the 6 candidates}."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.neural_network import MLPClassifier as SkMLP
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from jaxbp import datasets
+    from jaxbp.sklearn import MLPClassifier
+
+    ds = datasets.load("digits")
+    X, y = ds.X, ds.y
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    grid = {f"mlpclassifier__{k}": v for k, v in GRID.items()}
+
+    def grid_search(estimator, n_jobs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search = GridSearchCV(make_pipeline(StandardScaler(), estimator), grid, cv=cv,
+                                  n_jobs=n_jobs).fit(X, y)
+        return search.cv_results_["mean_test_score"]
+
+    def one_population():
+        Xs = StandardScaler().fit_transform(X).astype(np.float32)  # once, on every row
+        folds = list(cv.split(X, y))
+        cands = [(a, lr) for a in GRID["alpha"] for lr in GRID["learning_rate_init"]]
+        net = jaxbp.MLP((64, 64, 10), hidden="relu", output="softmax")
+        res = jaxbp.fit_population(
+            net, Xs, y, keys=[0] * 30, lr=[lr for _, lr in cands for _ in folds],
+            alpha=[a for a, _ in cands for _ in folds], rows=[tr for _ in cands for tr, _ in folds],
+            epochs=max_iter, early_stopping=True, patience=10, min_delta=1e-4, progress=False)
+        acc = [np.mean(np.argmax(jaxbp.predict(net, res.params[i], Xs[te]), axis=1) == y[te])
+               for i, (_, te) in enumerate(folds * len(cands))]
+        return np.asarray(acc).reshape(len(cands), len(folds)).mean(axis=1)
+
+    return {"scikit-learn GridSearchCV, its MLPClassifier, n_jobs=2":
+            lambda: grid_search(SkMLP(hidden_layer_sizes=(64,), max_iter=max_iter,
+                                      random_state=0), 2),
+            "scikit-learn GridSearchCV, jaxbp's MLPClassifier, one fit at a time":
+            lambda: grid_search(MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter,
+                                              random_state=0), 1),
+            "jaxbp.fit_population, the 30 fits as one population": one_population}
+
+
+def search_three_ways(quick):
+    """The 30-fit search timed each way: a first call (the jaxbp ones compile), then
+    interleaved rounds; per-round ratios against the population."""
+    searches = _searches(max_iter=10 if quick else 100)
+    first = {name: _timed(run) for name, run in searches.items()}
+    samples, scores = {name: [] for name in searches}, {}
+    for _ in range(1 if quick else 3):
+        for name, run in searches.items():
+            t0 = time.perf_counter()
+            scores[name] = run()
+            samples[name].append(time.perf_counter() - t0)
+    pop = "jaxbp.fit_population, the 30 fits as one population"
+    rows, record = [], {"search": {}}
+    for name, s in samples.items():
+        ratio = np.asarray(s) / np.asarray(samples[pop])
+        q1, med, q3 = np.percentile(ratio, [25, 50, 75])
+        record["search"][name] = {"samples_s": s, "first_call_s": first[name],
+                                  "ratio_to_population": [q1, med, q3],
+                                  "mean_cv_accuracy": [float(v) for v in scores[name]]}
+        rows.append([name, fmt_time(float(np.median(s))), fmt_time(first[name]),
+                     f"{med:.2f}× ({q1:.2f}–{q3:.2f})", f"{np.max(scores[name]):.3f}"])
+    return {"record": record,
+            "markdown": markdown_table(["search (30 fits)", "time", "first call",
+                                        "population faster by", "best mean CV accuracy"],
+                                       rows)}
