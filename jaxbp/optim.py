@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def _number(name, value, low=None, high=None, low_open=False):
@@ -211,7 +212,8 @@ def check(opt, state, params):
 
 
 def _is_tree(state):
-    return all(hasattr(x, "shape") and hasattr(x, "dtype") for x in jax.tree.leaves(state))
+    """Whether every leaf of `state` is an array (JAX or NumPy), with a shape and a dtype."""
+    return all(isinstance(x, (jax.Array, np.ndarray)) for x in jax.tree.leaves(state))
 
 
 @functools.lru_cache(maxsize=64)

@@ -263,6 +263,11 @@ def test_check_accepts_the_init_state_and_refuses_another(name):
     others = [opt.init(tree[:1]), opt.init(jax.tree.map(lambda x: x.astype(jnp.float32), tree))]
     others += [o.init(tree) for o in (optim.sgd(0.1), optim.adam())
                if type(o.init(tree)) is not type(opt.init(tree))]
+    state = opt.init(tree)
+    leaves, structure = jax.tree.flatten(state)
+    if leaves:  # a Python number where an array belongs
+        others.append(jax.tree.unflatten(structure, [0.0, *leaves[1:]]))
+    others.append(type(state)(*[[1.0, 2.0] for _ in state]))  # lists, not arrays
     for state in others:
         with pytest.raises(ValueError, match=r"^state: expected the \w+State of opt.init"):
             optim.check(opt, state, tree)
