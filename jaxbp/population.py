@@ -367,7 +367,8 @@ def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress):
                 record["lr"][g.members] = [m.lr_at(epoch, epochs) for m in g.schedules]
             ran, improved = stopping.update(epoch, record)
             for g, c in zip(groups, carry, strict=True):
-                c[2] = _keep(jnp.asarray(improved[g.members]), c[0], c[2])
+                if stopping.early_stopping and improved[g.members].any():  # else never read
+                    c[2] = _keep(jnp.asarray(improved[g.members]), c[0], c[2])
             for name, v in record.items():
                 history[name].append(np.where(ran, v, np.nan))
             if bar is not None:
