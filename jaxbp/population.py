@@ -138,6 +138,12 @@ def _per_member(name, value, k, check):
     return [check(name, v) for v in values]
 
 
+def _callable(name, v):
+    if v is not None and not callable(v):
+        raise TypeError(f"{name}: expected a callable or None, got {type(v).__name__}")
+    return v
+
+
 def _schedule(name, v):
     return v if isinstance(v, Schedule) else Schedule(v)
 
@@ -262,7 +268,7 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
                    batch_size=None, shuffle=True,
                    validation_fraction=0.0, validation_rows=None, early_stopping=False,
                    patience=10, min_delta=1e-4, restore_best=True, progress=None,
-                   memory=None):
+                   memory=None, callback=None, on_epoch_end=None):
     """Train k = len(keys) members of `net` at once; member i equals `fit` run alone on
     X[rows[i]], y[rows[i]] with key keys[i], learning rate lr[i], alpha[i] and dropout[i].
 
@@ -281,6 +287,10 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         validation_rows: k arrays of row indices into X, each member's validation rows (e.g.
             its held-out fold), instead of a validation fraction.
         sample_weight: (m,) weights for all members, or (k, m), a row per member.
+        callback, on_epoch_end: `fit`'s hooks, one for every member or k (None: none), called
+            after each epoch a member runs, as `fit` calls them (with the member's record,
+            and with its `FitResult` so far and the epoch); a callback returning True stops
+            its member.
         memory: bytes the members' arrays may take on the device (default: half of what the
             device reports, or 2 GiB where it reports nothing, as a CPU); a larger population
             trains in chunks of members, one program call each (`member_bytes`).
@@ -311,13 +321,16 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
                        validation_rows)
     stopping = _Stopping(k, members[0].val is not None, bool(early_stopping),
                          validate.positive_int("patience", patience), float(min_delta))
+    hooks = None if callback is None and on_epoch_end is None else _Hooks(
+        _per_member("callback", callback, k, _callable),
+        _per_member("on_epoch_end", on_epoch_end, k, _callable), keys)
     return _train(net, opt, X, Y, w, members, bool(shuffle),
                   validate.positive_int("epochs", epochs), stopping, restore_best, progress,
-                  memory)
+                  memory, hooks)
 
 
 def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, progress,
-           memory):
+           memory, hooks):
     """Place the groups on the device, run the epochs, gather the members back in order."""
     params = [validate.params(net, init(net, jax.random.fold_in(m.key, 2**31 - 2)))
               for m in members]
@@ -334,7 +347,7 @@ def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, 
               _stack([opt.init(params[i]) for i in g.members])] for g in groups]
     for c in carry:
         c.append(c[0])  # the best parameters so far
-    history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress)
+    history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress)
     k = len(members)
     params, state = [None] * k, [None] * k
     for g, (p, s, best) in zip(groups, carry, strict=True):
@@ -347,30 +360,22 @@ def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, 
                             stopping.stopped, [m.key for m in members], stopping.diverged)
 
 
-def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress):
+def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress):
     """The epochs: each group's program dispatched, the members' records read back, the
-    early-stopping rule applied per member; until every member has stopped."""
+    early-stopping rule and the hooks applied per member; until every member has stopped."""
     history = collections.defaultdict(list)
     bar = _progress_bar(progress, epochs)
     try:
         for epoch in range(epochs):
-            out = []
-            for g, c in zip(groups, carry, strict=True):
-                c[0], c[1], J = _epoch(net, opt, g.cfg, c[0], c[1], Xc, Yc, g.rows, g.weights,
-                                       g.keys, np.int32(epoch), g.lr(epoch, epochs), g.alpha,
-                                       jnp.asarray(stopping.active[g.members]))
-                out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc,
-                                                                       g.val_rows)))
-            record = _record(groups, out, len(stopping.active))
-            record["lr"] = np.empty(len(stopping.active))
-            for g in groups:
-                record["lr"][g.members] = [m.lr_at(epoch, epochs) for m in g.schedules]
+            record = _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, stopping.active)
             ran, improved = stopping.update(epoch, record)
             for g, c in zip(groups, carry, strict=True):
                 if stopping.early_stopping and improved[g.members].any():  # else never read
                     c[2] = _keep(jnp.asarray(improved[g.members]), c[0], c[2])
             for name, v in record.items():
                 history[name].append(np.where(ran, v, np.nan))
+            if hooks is not None:
+                hooks(epoch, ran, groups, carry, history, stopping)
             if bar is not None:
                 bar.update(1)
             if not stopping.active.any():
@@ -379,6 +384,48 @@ def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, progress):
         if bar is not None:
             bar.close()
     return {name: np.stack(v) for name, v in history.items()}
+
+
+def _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, active):
+    """Epoch `epoch` of every group (members not active keep their parameters); returns the
+    members' record of it, read back: train_cost, lr, and val_cost, val_score."""
+    out, lrs = [], []
+    for g, c in zip(groups, carry, strict=True):
+        lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
+        c[0], c[1], J = _epoch(net, opt, g.cfg, c[0], c[1], Xc, Yc, g.rows, g.weights, g.keys,
+                               np.int32(epoch), lrs[-1], g.alpha,
+                               jnp.asarray(active[g.members]))
+        out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
+    record = _record(groups, out, len(active))
+    record["lr"] = np.empty(len(active))
+    for g, lr in zip(groups, lrs, strict=True):
+        record["lr"][g.members] = lr
+    return record
+
+
+class _Hooks:
+    """`fit`'s callback and on_epoch_end, one per member, called after each epoch the member
+    ran, in member order, as `fit` calls them (on_epoch_end first, with the member's result
+    so far; then callback with its record, True stopping it)."""
+
+    def __init__(self, callbacks, on_epoch_end, keys):
+        self.callbacks, self.on_epoch_end, self.keys = callbacks, on_epoch_end, keys
+
+    def __call__(self, epoch, ran, groups, carry, history, stopping):
+        for g, c in zip(groups, carry, strict=True):
+            for j, i in enumerate(g.members):
+                if not ran[i] or stopping.diverged[i]:  # fit raises before its hooks
+                    continue
+                record = {"epoch": epoch} | {k: float(v[-1][i]) for k, v in history.items()}
+                if self.on_epoch_end[i] is not None:
+                    member = jax.tree.map(lambda x, j=j: x[j], (c[0], c[1]))
+                    past = {"epoch": list(range(epoch + 1))} | {
+                        k: [float(x[i]) for x in v] for k, v in history.items()}
+                    self.on_epoch_end[i](FitResult(*member, past, int(stopping.epochs_run[i]),
+                                                   stopping.best_epoch[i], False,
+                                                   self.keys[i]), epoch)
+                if self.callbacks[i] is not None and self.callbacks[i](record) is True:
+                    stopping.active[i], stopping.stopped[i] = False, False
 
 
 def _record(groups, out, k):

@@ -211,3 +211,52 @@ def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
 
     per_member = (footprint(8) - footprint(4)) / 4
     assert 0 < per_member <= population.member_bytes(net, opt, params, 300, 32)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Halving(jaxbp.Schedule):
+    """A schedule with state, as the estimators' adaptive one: the rate the hook last set."""
+
+    box: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def __call__(self, lr, epoch, epochs, examples_seen):
+        return self.box.get("lr", lr)
+
+
+def test_the_hooks_run_per_member_as_fit_runs_them():
+    """`callback` and `on_epoch_end` per member: called after each epoch the member runs,
+    with what `fit` gives them (its result so far, its record); a callback returning True
+    stops its member; a hook that changes its schedule's state changes the member's next
+    learning rate. Each member's calls and run equal `fit` alone's with the same hooks."""
+    X, y = problem()
+
+    def hooks(log, box, stop_at):
+        def on_epoch_end(result, epoch):
+            log.append(("end", epoch, result.epochs_run, result.history["train_cost"][-1],
+                        float(np.asarray(result.params[0][0]).sum())))
+            box["lr"] = 0.5 * result.history["lr"][-1]
+
+        def callback(record):
+            log.append(("record", record["epoch"], record["train_cost"], record["lr"]))
+            return record["epoch"] == stop_at
+
+        return callback, on_epoch_end
+
+    logs, boxes = [[], [], []], [{}, {}, {}]
+    made = [hooks(logs[i], boxes[i], stop) for i, stop in enumerate([2, -1, 4])]
+    opt = jaxbp.optim.sgd(0.2)
+    res = fit_population(NET, X, y, keys=[0, 1, 2], opt=opt, epochs=6, batch_size=16,
+                         schedule=[_Halving(box=b) for b in boxes],
+                         callback=[c for c, _ in made], on_epoch_end=[e for _, e in made],
+                         progress=False)
+    assert list(res.epochs_run) == [3, 6, 5]
+    for i, stop in enumerate([2, -1, 4]):
+        log, box = [], {}
+        callback, on_epoch_end = hooks(log, box, stop)
+        want = jaxbp.fit(NET, X, y, key=i, opt=opt, epochs=6, batch_size=16,
+                         schedule=_Halving(box=box), callback=callback,
+                         on_epoch_end=on_epoch_end, progress=False)
+        assert_same_run(res.member(i), want, f"member {i}")
+        assert [e[:2] for e in logs[i]] == [e[:2] for e in log]  # the same calls, in order
+        np.testing.assert_allclose([x for e in logs[i] for x in e[2:]],
+                                   [x for e in log for x in e[2:]], rtol=1e-12)
