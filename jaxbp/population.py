@@ -86,6 +86,7 @@ class _Member:
     dropout: float
     batch_size: int
     schedule: Any
+    shuffle: bool
 
     def lr_at(self, epoch, epochs):
         """The learning rate of epoch `epoch`, as `fit` computes it."""
@@ -93,8 +94,8 @@ class _Member:
 
     def group(self):
         """What shapes the compiled program: members that share it train as one vmap."""
-        return len(self.rows), 0 if self.val is None else len(self.val), self.batch_size, \
-            self.dropout
+        return (len(self.rows), 0 if self.val is None else len(self.val), self.batch_size,
+                self.dropout, self.shuffle)
 
 
 def _population_epoch(net, opt, cfg, params, state, X, Y, rows, weights, keys, epoch, lr,
@@ -136,6 +137,12 @@ def _per_member(name, value, k, check):
         raise ValueError(f"{name}: expected one value or {k} (one per member), got "
                          f"{len(values)}")
     return [check(name, v) for v in values]
+
+
+def _bool(name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {v!r}")
+    return bool(v)
 
 
 def _callable(name, v):
@@ -187,7 +194,7 @@ def _member_weights(sample_weight, rows, m, k):
     return w
 
 
-def _members(net, y, keys, rows, settings, batch_size, validation_fraction, validation_rows):
+def _members(net, y, keys, rows, settings, validation_fraction, validation_rows):
     """The k members: their rows less the validation rows they hold out (a fraction chosen
     with the member's key, as `fit` chooses it, or the rows given), and their settings."""
     members = []
@@ -197,9 +204,9 @@ def _members(net, y, keys, rows, settings, batch_size, validation_fraction, vali
                                                             validation_fraction)
         if split is not None:
             train, val = train[split[0]], train[split[1]]
-        lr, alpha, dropout, schedule = (values[i] for values in settings)
+        lr, alpha, dropout, schedule, batch_size, shuffle = (values[i] for values in settings)
         members.append(_Member(train, val, key, lr, alpha, dropout, min(batch_size, len(train)),
-                               schedule))
+                               schedule, shuffle))
     return members
 
 
@@ -221,10 +228,10 @@ class _Group(NamedTuple):
         return np.asarray([m.lr_at(epoch, epochs) for m in self.schedules], self.dtype)
 
 
-def _group(members, idx, w, shuffle, dtype):
+def _group(members, idx, w, dtype):
     ms = [members[i] for i in idx]
     val = None if ms[0].val is None else jnp.asarray(np.stack([m.val for m in ms]), jnp.int32)
-    return _Group(idx, _Static(ms[0].batch_size, shuffle, ms[0].dropout,
+    return _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle, ms[0].dropout,
                                max(m.alpha for m in ms) > 0),
                   jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32), val,
                   jnp.asarray(w[idx], dtype), jnp.stack([m.key for m in ms]),
@@ -280,8 +287,8 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         keys: k int seeds or PRNG keys, one per member.
         opt: the optimizer (default Adam, lr 1e-3); its hyperparameters other than the
             learning rate are shared by the members.
-        lr, alpha, dropout, schedule: one value for every member, or k values (lr default:
-            opt.lr; schedule: a name or a `Schedule`, as for `fit`).
+        lr, alpha, dropout, schedule, batch_size, shuffle: one value for every member, or k
+            values (lr default: opt.lr; schedule: a name or a `Schedule`, as for `fit`).
         rows: k arrays of row indices into X, each member's rows (e.g. the training folds of
             a cross-validation); default: every row for every member.
         validation_rows: k arrays of row indices into X, each member's validation rows (e.g.
@@ -314,9 +321,11 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     settings = (_per_member("lr", opt.lr if lr is None else lr, k, _positive),
                 _per_member("alpha", alpha, k, validate.non_negative),
                 _per_member("dropout", dropout, k, validate.fraction),
-                _per_member("schedule", schedule, k, _schedule))
-    b = 200 if batch_size is None else validate.positive_int("batch_size", batch_size)
-    members = _members(net, np.asarray(y), keys, rows, settings, b,
+                _per_member("schedule", schedule, k, _schedule),
+                _per_member("batch_size", 200 if batch_size is None else batch_size, k,
+                            validate.positive_int),
+                _per_member("shuffle", shuffle, k, _bool))
+    members = _members(net, np.asarray(y), keys, rows, settings,
                        validate.fraction("validation_fraction", validation_fraction),
                        validation_rows)
     stopping = _Stopping(k, members[0].val is not None, bool(early_stopping),
@@ -324,13 +333,12 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     hooks = None if callback is None and on_epoch_end is None else _Hooks(
         _per_member("callback", callback, k, _callable),
         _per_member("on_epoch_end", on_epoch_end, k, _callable), keys)
-    return _train(net, opt, X, Y, w, members, bool(shuffle),
-                  validate.positive_int("epochs", epochs), stopping, restore_best, progress,
-                  memory, hooks)
+    return _train(net, opt, X, Y, w, members, validate.positive_int("epochs", epochs),
+                  stopping, restore_best, progress, memory, hooks)
 
 
-def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, progress,
-           memory, hooks):
+def _train(net, opt, X, Y, w, members, epochs, stopping, restore_best, progress, memory,
+           hooks):
     """Place the groups on the device, run the epochs, gather the members back in order."""
     params = [validate.params(net, init(net, jax.random.fold_in(m.key, 2**31 - 2)))
               for m in members]
@@ -341,7 +349,7 @@ def _train(net, opt, X, Y, w, members, shuffle, epochs, stopping, restore_best, 
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
         groups[m.group()].append(i)
-    groups = [_group(members, idx[at:at + chunk], w, shuffle, dtype)
+    groups = [_group(members, idx[at:at + chunk], w, dtype)
               for idx in groups.values() for at in range(0, len(idx), chunk)]
     carry = [[_stack([params[i] for i in g.members]),
               _stack([opt.init(params[i]) for i in g.members])] for g in groups]

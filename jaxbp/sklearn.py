@@ -223,6 +223,18 @@ class _Run:
         return self.stopped
 
 
+class _Prepared(NamedTuple):
+    """A fit made ready (`_BaseMLP._prepare`): `fit(net, X, Y, **kwargs)` trains it."""
+
+    net: Any
+    X: Any
+    Y: Any
+    kwargs: dict
+    run: Any
+    output: str
+    labels: Any
+
+
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, checks, the training call."""
 
@@ -413,6 +425,21 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_, self.best_loss_ = None, np.inf
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        cached = _PRETRAINED.get(self, X, y, sample_weight) if not incremental else None
+        if cached is not None:  # trained in a population by jaxbp.sklearn's searches
+            return cached.restore(self)
+        prepared = self._prepare(X, y, sample_weight, incremental, classes)
+        if not isinstance(prepared, _Prepared):  # lbfgs: trained already
+            return prepared
+        try:
+            result = _fit(prepared.net, prepared.X, prepared.Y, **prepared.kwargs)
+        except DivergenceError as e:
+            raise self._diverged(e) from e
+        return self._finish(prepared, result, incremental)
+
+    def _prepare(self, X, y, sample_weight, incremental, classes):
+        """Everything up to the call of `fit`: the checked data, the network, the optimizer,
+        the hold-out and the hooks (`_Prepared`); with solver='lbfgs', the fitted self."""
         hidden = self._check_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -428,37 +455,41 @@ class _BaseMLP(BaseEstimator):
                              "least one must be non-zero")
         net = MLP((n_features, *hidden, Y.shape[1]), hidden=ACTIVATIONS[self.activation],
                   output=output)
-        dtype = default_dtype()
         opt = self._optimizer()
         if first_pass:
             self._reset()
             params = state = None
         else:
-            params, state = self._continued(net, opt, dtype)
+            params, state = self._continued(net, opt, default_dtype())
         self.n_iter_ = 0
         self._hidden_activation = net.hidden
         if self.solver == "lbfgs":
             return self._fit_lbfgs(net, X, Y, w, params, output, labels)
-        X, Y, w, validation = self._hold_out(X, Y, w, strata, dtype)
+        X, Y, w, validation = self._hold_out(X, Y, w, strata, default_dtype())
         X_fit, Y_fit, w_fit, batch_size = self._padded(X, Y, w)
         run = _Run(self, net, X.shape[0], validation)
-        try:
-            result = _fit(net, X_fit, Y_fit, opt=opt, epochs=1 if incremental else self.max_iter,
-                          batch_size=batch_size, key=self._seed, params=params, opt_state=state,
-                          sample_weight=w_fit, alpha=float(self.alpha), schedule=_EpochLR(run=run),
-                          dropout=float(self.dropout), shuffle=bool(self.shuffle),
-                          callback=run.should_stop, on_epoch_end=run.end_epoch, progress=False,
-                          start_epoch=self._epoch, lookahead=None if run.lr_changes() else 8)
-        except DivergenceError as e:
-            raise ValueError(f"{type(self).__name__}: training diverged ({e}). The input data "
-                             f"may contain large values and need to be preprocessed "
-                             f"(e.g. StandardScaler), or learning_rate_init is too large."
-                             ) from e
-        self._set_fitted(net, opt, result, output, labels)
-        if not incremental and not run.stopped and self.n_iter_ == self.max_iter:
+        kwargs = dict(opt=opt, epochs=1 if incremental else self.max_iter, batch_size=batch_size,
+                      key=self._seed, params=params, opt_state=state, sample_weight=w_fit,
+                      alpha=float(self.alpha), schedule=_EpochLR(run=run),
+                      dropout=float(self.dropout), shuffle=bool(self.shuffle),
+                      callback=run.should_stop, on_epoch_end=run.end_epoch, progress=False,
+                      start_epoch=self._epoch, lookahead=None if run.lr_changes() else 8)
+        return _Prepared(net, X_fit, Y_fit, kwargs, run, output, labels)
+
+    def _diverged(self, e):
+        return ValueError(f"{type(self).__name__}: training diverged ({e}). The input data may "
+                          f"contain large values and need to be preprocessed (e.g. "
+                          f"StandardScaler), or learning_rate_init is too large.")
+
+    def _finish(self, prepared, result, incremental):
+        """The fitted attributes from `fit`'s result, and scikit-learn's warning when it ran
+        to max_iter without converging."""
+        self._set_fitted(prepared.net, prepared.kwargs["opt"], result, prepared.output,
+                         prepared.labels)
+        if not incremental and not prepared.run.stopped and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           f"and the optimization hasn't converged yet.", ConvergenceWarning,
-                          stacklevel=3)
+                          stacklevel=4)
         return self
 
     def _fit_lbfgs(self, net, X, Y, w, params, output, labels):
