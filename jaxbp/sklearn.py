@@ -38,7 +38,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,8 +61,10 @@ from jaxbp.backprop import backward, forward
 from jaxbp.fit import DivergenceError, Schedule
 from jaxbp.fit import fit as _fit
 from jaxbp.model import MLP, default_dtype
+from jaxbp.search import PRETRAINED as _PRETRAINED
+from jaxbp.search import GridSearchCV, RandomizedSearchCV
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
+__all__ = ["GridSearchCV", "MLPClassifier", "MLPRegressor", "RandomizedSearchCV"]
 
 # scikit-learn's activation names (and our extras) -> jaxbp's
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",

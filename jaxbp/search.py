@@ -1,0 +1,195 @@
+"""`jaxbp.sklearn.GridSearchCV` and `RandomizedSearchCV`: scikit-learn's searches, with the
+fits of a jaxbp estimator (or of a Pipeline ending in one) trained as populations.
+
+Before scikit-learn's search runs, every (candidate, split) fit is prepared as the estimator's
+own `fit` prepares it: the pipeline's preprocessing fitted on the split's training rows, then
+the estimator's checks, hold-out and end-of-epoch hooks (`_BaseMLP._prepare`). The prepared
+fits that share a network, an optimizer and an epoch count train as one `fit_population`
+(each member is `fit` alone: see population.py), and each result is kept under the key of the
+`fit` call it answers: the estimator's parameters and the bytes of its X, y and sample
+weights. Then scikit-learn's search runs exactly as it always does (cloning, fitting,
+scoring, refitting, `cv_results_`); when it calls the estimator's `fit` with one of those
+arguments, the estimator takes the trained state instead of training again. A fit no
+population trained (solver='lbfgs', warm_start, data that is not a NumPy array, fit
+parameters, splits or candidates drawn anew by an unseeded random state) runs one by one, as
+in scikit-learn, with the same results.
+"""
+
+import copy
+import hashlib
+import threading
+import warnings
+
+import numpy as np
+from sklearn import model_selection
+from sklearn.base import clone, is_classifier
+from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
+from sklearn.pipeline import Pipeline
+
+from jaxbp.fit import DivergenceError
+from jaxbp.population import fit_population
+
+
+class _Trained:
+    """A fit done in a population: the estimator's fitted state and the warnings its fit
+    gave (or the error it raised), handed over when scikit-learn's search calls `fit`."""
+
+    def __init__(self, state=None, caught=(), error=None):
+        self.state, self.caught, self.error = state, list(caught), error
+
+    def restore(self, est):
+        if self.error is not None:
+            raise self.error
+        est.__dict__.update(copy.deepcopy(self.state))
+        for w in self.caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return est
+
+
+class _Pretrained:
+    """The fits a search trained in populations, by the key of the `fit` call each answers;
+    empty outside a search (and in other threads)."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, est, X, y, sample_weight):
+        entries = getattr(self._local, "entries", None)
+        return None if not entries else entries.get(key(est, X, y, sample_weight))
+
+    def using(self, entries):
+        self._local.entries = entries
+
+
+PRETRAINED = _Pretrained()
+
+
+def _digest(a):
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    return a.shape, str(a.dtype), hashlib.sha1(a.tobytes()).hexdigest()
+
+
+def key(est, X, y, sample_weight):
+    """What identifies a `fit` call: the estimator's class and parameters, and its data."""
+    if not isinstance(X, np.ndarray):
+        return None
+    params = tuple(sorted((k, repr(v)) for k, v in est.get_params(deep=False).items()))
+    return (type(est).__name__, params, _digest(X), _digest(np.asarray(y)),
+            _digest(sample_weight))
+
+
+def _prepared_fits(estimator, X, y, candidates, splits):
+    """[(key, final estimator, its `_Prepared`)] for each (candidate, split) a population can
+    train: a jaxbp estimator (or a Pipeline ending in one), stochastic, not warm-started."""
+    fits = []
+    for params in candidates:
+        for train, _ in splits:
+            est = clone(estimator).set_params(**params)
+            final, X_train, y_train = est, X[train], y[train]
+            if isinstance(est, Pipeline):
+                final = est[-1]
+                if not hasattr(final, "_prepare") or final.solver == "lbfgs":
+                    continue
+                X_train = est[:-1].fit_transform(X_train, y_train)
+            if not hasattr(final, "_prepare") or final.solver == "lbfgs" or final.warm_start:
+                continue
+            fit_key = key(final, X_train, y_train, None)
+            if fit_key is None:
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    prepared = final._prepare(X_train, y_train, None, False, None)
+                except Exception:
+                    continue
+            fits.append((fit_key, final, prepared, caught))
+    return fits
+
+
+def _programs(fits):
+    """The prepared fits grouped by what one population shares: net, optimizer, epochs."""
+    groups = {}
+    for fit in fits:
+        prepared = fit[2]
+        program = (prepared.net, prepared.kwargs["opt"], prepared.kwargs["epochs"])
+        groups.setdefault(program, []).append(fit)
+    return groups
+
+
+def _train(program, fits, entries):
+    """One population for the fits of one program; each member's result finished by its
+    estimator and kept (or the error its own fit would have raised)."""
+    net, opt, epochs = program
+    sizes = [len(prepared.X) for _, _, prepared, _ in fits]
+    starts = np.cumsum([0, *sizes])
+    w = np.zeros((len(fits), starts[-1]))
+    for i, (_, _, prepared, _) in enumerate(fits):
+        given = prepared.kwargs["sample_weight"]
+        w[i, starts[i]:starts[i + 1]] = 1.0 if given is None else given
+    kwargs = [prepared.kwargs for _, _, prepared, _ in fits]
+
+    def each(name):
+        return [kw[name] for kw in kwargs]
+
+    res = fit_population(
+        net, np.concatenate([p.X for _, _, p, _ in fits]),
+        np.concatenate([p.Y for _, _, p, _ in fits]), keys=each("key"), opt=opt,
+        alpha=each("alpha"), dropout=each("dropout"), schedule=each("schedule"),
+        batch_size=each("batch_size"), shuffle=each("shuffle"), callback=each("callback"),
+        on_epoch_end=each("on_epoch_end"), epochs=epochs, sample_weight=w, progress=False,
+        rows=[np.arange(starts[i], starts[i + 1]) for i in range(len(fits))])
+    for i, (fit_key, final, prepared, caught) in enumerate(fits):
+        try:
+            result = res.member(i)
+        except DivergenceError as e:
+            entries[fit_key] = _Trained(error=final._diverged(e))
+            continue
+        with warnings.catch_warnings(record=True) as more:
+            warnings.simplefilter("always")
+            final._finish(prepared, result, False)
+        entries[fit_key] = _Trained(final.__dict__, caught + more)
+
+
+def _search(search, fit, X, y, params, candidates):
+    """scikit-learn's `fit` of the search, after training what populations can train."""
+    if params or y is None or not isinstance(X, np.ndarray):
+        return fit(X, y, **params)
+    y = np.asarray(y)
+    cv = check_cv(search.cv, y, classifier=is_classifier(search.estimator))
+    splits = list(cv.split(X, y))
+    entries = {}
+    for program, fits in _programs(_prepared_fits(search.estimator, X, y, candidates,
+                                                  splits)).items():
+        _train(program, fits, entries)
+    n_jobs, search.n_jobs = search.n_jobs, None  # the trained fits are in this process
+    PRETRAINED.using(entries)
+    try:
+        return fit(X, y, **params)
+    finally:
+        PRETRAINED.using(None)
+        search.n_jobs = n_jobs
+
+
+class GridSearchCV(model_selection.GridSearchCV):
+    """scikit-learn's `GridSearchCV` (same parameters, attributes and results), with the fits
+    of a jaxbp `MLPClassifier` or `MLPRegressor` (or a Pipeline ending in one) trained as
+    populations: the candidates that share a network, optimizer and max_iter train together,
+    every fold of each as one member (`jaxbp.fit_population`). n_jobs does not apply to the
+    fits (they run as populations in this process)."""
+
+    def fit(self, X, y=None, **params):
+        return _search(self, super().fit, X, y, params, list(ParameterGrid(self.param_grid)))
+
+
+class RandomizedSearchCV(model_selection.RandomizedSearchCV):
+    """scikit-learn's `RandomizedSearchCV`, its fits trained as populations as in
+    `GridSearchCV`. The candidates are drawn as scikit-learn draws them; with
+    random_state=None they are drawn anew by scikit-learn's search, so its fits run one by
+    one."""
+
+    def fit(self, X, y=None, **params):
+        candidates = list(ParameterSampler(self.param_distributions, self.n_iter,
+                                           random_state=self.random_state))
+        return _search(self, super().fit, X, y, params, candidates)

@@ -1,0 +1,108 @@
+"""jaxbp.sklearn.GridSearchCV and RandomizedSearchCV: scikit-learn's search, its fits trained
+as populations; every score, rank and choice equal to scikit-learn's own search over the same
+jaxbp estimator."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import loguniform
+from sklearn import model_selection
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from jaxbp import datasets, population
+from jaxbp import sklearn as jsk
+
+RESULT_KEYS = ("params", "mean_test_score", "std_test_score", "rank_test_score",
+               "mean_train_score")
+
+
+def _same_search(ours, theirs, X):
+    assert set(ours.cv_results_) == set(theirs.cv_results_)
+    for k in RESULT_KEYS + tuple(k for k in theirs.cv_results_ if k.startswith("split")):
+        if k not in theirs.cv_results_:
+            continue
+        if k == "params":
+            assert ours.cv_results_[k] == theirs.cv_results_[k]
+        else:  # NaN (a failed fit's error_score) equals NaN here
+            np.testing.assert_array_equal(np.asarray(ours.cv_results_[k]),
+                                          np.asarray(theirs.cv_results_[k]), err_msg=k)
+    assert (ours.best_params_, ours.best_index_, ours.best_score_) == (
+        theirs.best_params_, theirs.best_index_, theirs.best_score_)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The fits run one by one (the estimator's `fit` path) and the populations trained."""
+    calls = {"one_by_one": 0, "populations": []}
+    one, pop = jsk._fit, population.fit_population
+
+    def one_by_one(*args, **kwargs):
+        calls["one_by_one"] += 1
+        return one(*args, **kwargs)
+
+    def populations(*args, **kwargs):
+        calls["populations"].append(len(kwargs["keys"]))
+        return pop(*args, **kwargs)
+
+    monkeypatch.setattr(jsk, "_fit", one_by_one)
+    monkeypatch.setattr("jaxbp.search.fit_population", populations)
+    return calls
+
+
+def test_grid_search_over_a_pipeline_equals_scikit_learns(counted):
+    """A Pipeline (StandardScaler fitted per fold) ending in jaxbp's MLPClassifier with early
+    stopping on its own validation rows: 2 × 2 candidates × 3 folds train as one population
+    (the refit alone runs one by one), and the results equal scikit-learn's GridSearchCV."""
+    ds = datasets.load("breast_cancer")
+    X, y = ds.X, ds.y
+    est = make_pipeline(StandardScaler(), jsk.MLPClassifier(
+        hidden_layer_sizes=(6,), max_iter=15, random_state=0, early_stopping=True,
+        n_iter_no_change=3))
+    grid = {"mlpclassifier__alpha": [1e-4, 1.0], "mlpclassifier__learning_rate_init": [1e-3, 3e-2]}
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=cv, return_train_score=True).fit(X, y)
+        assert counted == {"one_by_one": 1, "populations": [12]}
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv, return_train_score=True).fit(X, y)
+    _same_search(ours, theirs, X)
+
+
+def test_randomized_search_of_a_regressor_equals_scikit_learns(counted):
+    """RandomizedSearchCV over jaxbp's MLPRegressor (no pipeline), batch sizes drawn too (two
+    populations: the batch size is part of the compiled program), n_jobs=2 asked."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * rng.normal(size=120)
+    est = jsk.MLPRegressor(hidden_layer_sizes=(5,), max_iter=10, random_state=1)
+    space = {"alpha": loguniform(1e-5, 1e-1), "batch_size": [16, 32]}
+    kw = dict(n_iter=4, cv=KFold(3, shuffle=True, random_state=0), random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.RandomizedSearchCV(est, space, n_jobs=2, **kw).fit(X, y)
+        assert counted["one_by_one"] == 1 and sum(counted["populations"]) == 12
+        theirs = model_selection.RandomizedSearchCV(est, space, **kw).fit(X, y)
+    assert ours.n_jobs == 2
+    _same_search(ours, theirs, X)
+
+
+def test_what_no_population_trains_runs_one_by_one(counted):
+    """solver='lbfgs' candidates run one by one beside the adam ones' population; a
+    candidate whose fits diverge fails as in scikit-learn (error_score, FitFailedWarning)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = 1e3 * X[:, 0]  # unscaled targets: SGD at a rate of 10 diverges
+    est = jsk.MLPRegressor(hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    grid = [{"solver": ["lbfgs"]}, {"solver": ["sgd"], "learning_rate_init": [1e-4, 10.0]}]
+    cv = KFold(2, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=cv, error_score=np.nan).fit(X, y)
+        assert counted["populations"] == [4]
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv, error_score=np.nan).fit(X, y)
+    assert np.isnan(ours.cv_results_["mean_test_score"][2])  # diverged: the error path
+    _same_search(ours, theirs, X)
