@@ -49,10 +49,12 @@ GPU_PYTEST_ARGS = ["--maxprocesses", "8"]  # 16 cores; pyproject's addopts say -
 # start-up: a suite runs full size when the time left covers its full estimate plus the quick
 # estimates of the suites after it. GPU figures are guesses for an H100-class machine.
 GPU_SUITES = {"mfu": (30, 60), "step_overhead": (15, 20), "per_sample": (45, 110),
-              "autodiff": (45, 110), "peers": (35, 150), "fit": (30, 70)}
+              "autodiff": (45, 110), "peers": (35, 150), "population": (45, 150),
+              "fit": (30, 70)}
 # --cpu: the GPU sequence, every suite in its quick form (CI runs it: its time counts).
 CPU_SUITES = {"mfu": (5, math.inf), "step_overhead": (10, math.inf), "per_sample": (15, math.inf),
-              "autodiff": (15, math.inf), "peers": (25, math.inf), "fit": (15, math.inf)}
+              "autodiff": (15, math.inf), "peers": (25, math.inf), "population": (40, math.inf),
+              "fit": (15, math.inf)}
 # Steps (a)-(c): (least time worth starting with, most time given), per mode.
 LIMITS = {"gpu": {"environment": (10, 90), "matmul_error": (10, 90), "pytest": (60, 240)},
           "cpu": {"environment": (5, 60), "matmul_error": (5, 60), "pytest": (25, 90)}}
