@@ -8,15 +8,18 @@ differentiation), so member i computes what `fit` computes alone on its rows:
     fit_population(net, X, y, keys=[0, 1, 2], lr=[1e-3, 3e-3, 1e-2], rows=folds)
     member i  ==  fit(net, X[rows[i]], y[rows[i]], key=keys[i], opt=adam(lr[i]), ...)
 
-Members with the same number of rows and the same dropout probability (both shape the
-compiled program) form a group: one vmapped program each, dispatched one after another every
-epoch. Each member's epoch order is drawn alone (`lax.map`): XLA's random-bit generator,
+Members with the same number of training and validation rows, batch size, dropout
+probability and shuffle setting (all shape the compiled program) form a group: one vmapped
+program each, dispatched one after another every epoch; a group too large for `memory=`
+splits into chunks (`member_bytes`). Each member's epoch order is drawn alone (`lax.map`): XLA's random-bit generator,
 batched by vmap, would draw one stream for the whole batch of keys.
 
 Each member holds out its own validation rows (a fraction of its rows chosen with its key,
 as `fit` does, or rows given) and stops on its own (`fit`'s early-stopping rule); a stopped
 member's parameters stop changing while the others run, and the population ends when every
-member has stopped. Each member's learning rate follows its own schedule (`fit.Schedule`).
+member has stopped. Each member's learning rate follows its own schedule (`fit.Schedule`),
+and `fit`'s hooks (`callback`, `on_epoch_end`) run per member as `fit` runs them: that is
+how `jaxbp.sklearn.GridSearchCV` trains the estimators' own stopping rules (search.py).
 """
 
 import collections
@@ -47,9 +50,9 @@ from jaxbp.model import MLP, init
 
 @dataclasses.dataclass
 class PopulationResult:
-    """What `fit_population` returns. `history` maps a name (train_cost, and with validation
-    val_cost, val_score) to an array (epochs, k): member i's value of each epoch, NaN after
-    it stopped. `member(i)` is member i's result in `fit`'s form."""
+    """What `fit_population` returns. `history` maps a name (train_cost, lr, and with
+    validation val_cost, val_score) to an array (epochs, k): member i's value of each epoch,
+    NaN after it stopped. `member(i)` is member i's result in `fit`'s form."""
 
     params: list
     opt_state: list
