@@ -262,3 +262,25 @@ def test_the_step_without_the_cpu_workarounds_is_the_plain_program_with_the_same
         params, state, X, Y)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-13, atol=1e-15)
+
+
+def test_the_step_with_masks_alpha_weights_and_its_own_rate_is_sgd_on_the_oracles_gradient():
+    """`step.step` with everything `fit`'s epoch passes: dropout masks, L2 alpha, example
+    weights and a learning rate overriding the optimizer's. With plain SGD the new
+    parameters are θ − lr ∇J, ∇J from `jax.grad` of the regularised, masked, weighted cost
+    (tests/oracle.py); float64, the oracle's tolerances."""
+    from oracle import assert_trees_close, oracle
+    from test_oracle import make_problem
+
+    net = jaxbp.MLP((4, 6, 5, 3), hidden="tanh", output="softmax")
+    params, X, Y = make_problem(net, 7, "float64", seed=6)
+    rng = np.random.default_rng(6)
+    masks = {l: jnp.asarray((rng.random((n, 7)) > 0.3) / 0.7) for l, n in ((1, 6), (2, 5))}
+    w = jnp.asarray(rng.random(7) + 0.5)
+    opt = jaxbp.optim.sgd(1.0)  # its own rate, 1.0, is overridden
+    new, _, J = jaxbp.step.step(net, opt, params, opt.init(params), X, Y, w[None, :],
+                                (None, masks[1], masks[2]), 0.3, 0.05)
+    J_want, grads = oracle(net, params, X, Y, w, masks, 0.3)
+    np.testing.assert_allclose(float(J), float(J_want), rtol=1e-10)
+    want = jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
+    assert_trees_close(new, want, "float64", what="params")
