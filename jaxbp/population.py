@@ -11,8 +11,9 @@ differentiation), so member i computes what `fit` computes alone on its rows:
 Members with the same number of training and validation rows, batch size, dropout
 probability and shuffle setting (all shape the compiled program) form a group: one vmapped
 program each, dispatched one after another every epoch; a group too large for `memory=`
-splits into chunks (`member_bytes`). Each member's epoch order is drawn alone (`lax.map`): XLA's random-bit generator,
-batched by vmap, would draw one stream for the whole batch of keys.
+splits into chunks (`member_bytes`). Each member's epoch order is drawn alone (`lax.map`):
+XLA's random-bit generator, batched by vmap, would draw one stream for the whole batch of
+keys.
 
 Each member holds out its own validation rows (a fraction of its rows chosen with its key,
 as `fit` does, or rows given) and stops on its own (`fit`'s early-stopping rule); a stopped
