@@ -129,7 +129,14 @@ def _population_scores(net, params, X, Y, val_rows):
     return jax.vmap(lambda p, r: _cost_and_score(net, p, X[:, r], Y[:, r]))(params, val_rows)
 
 
+def _split_members(params, state):
+    """[(params_i, state_i)] for each member i of a group: its slices of the stacked arrays."""
+    k = jax.tree.leaves(params)[0].shape[0]
+    return [jax.tree.map(lambda x, i=i: x[i], (params, state)) for i in range(k)]
+
+
 _epoch = jax.jit(_population_epoch, static_argnums=(0, 1, 2))
+_split = jax.jit(_split_members)
 _scores = jax.jit(_population_scores, static_argnums=0)
 _keep = jax.jit(_where)
 
@@ -425,12 +432,14 @@ class _Hooks:
 
     def __call__(self, epoch, ran, groups, carry, history, stopping):
         for g, c in zip(groups, carry, strict=True):
+            wanted = any(self.on_epoch_end[i] is not None and ran[i] for i in g.members)
+            members = _split(c[0], c[1]) if wanted else None  # one dispatch per group
             for j, i in enumerate(g.members):
                 if not ran[i] or stopping.diverged[i]:  # fit raises before its hooks
                     continue
                 record = {"epoch": epoch} | {k: float(v[-1][i]) for k, v in history.items()}
                 if self.on_epoch_end[i] is not None:
-                    member = jax.tree.map(lambda x, j=j: x[j], (c[0], c[1]))
+                    member = members[j]
                     past = {"epoch": list(range(epoch + 1))} | {
                         k: [float(x[i]) for x in v] for k, v in history.items()}
                     self.on_epoch_end[i](FitResult(*member, past, int(stopping.epochs_run[i]),
