@@ -129,10 +129,10 @@ def _population_scores(net, params, X, Y, val_rows):
     return jax.vmap(lambda p, r: _cost_and_score(net, p, X[:, r], Y[:, r]))(params, val_rows)
 
 
-def _split_members(params, state):
-    """[(params_i, state_i)] for each member i of a group: its slices of the stacked arrays."""
-    k = jax.tree.leaves(params)[0].shape[0]
-    return [jax.tree.map(lambda x, i=i: x[i], (params, state)) for i in range(k)]
+def _split_members(*stacked):
+    """[(tree_i, ...)] for each member i of a group: its slices of the stacked trees."""
+    k = jax.tree.leaves(stacked)[0].shape[0]
+    return [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(k)]
 
 
 _epoch = jax.jit(_population_epoch, static_argnums=(0, 1, 2))
@@ -277,10 +277,6 @@ def _stack(trees):
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def _unstack(tree, k):
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(k)]
-
-
 def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0,
                    schedule="constant", rows=None, sample_weight=None, epochs=200,
                    batch_size=None, shuffle=True,
@@ -366,20 +362,20 @@ def _train(net, opt, X, Y, w, members, epochs, stopping, restore_best, progress,
               _stack([opt.init(params[i]) for i in g.members])] for g in groups]
     for c in carry:
         c.append(c[0])  # the best parameters so far
-    history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress)
+    done = {}  # member -> (params, state, best params) of the members compacted away
+    history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done)
+    for g, c in zip(groups, carry, strict=True):
+        done |= dict(zip(g.members, _split(*c), strict=True))
     k = len(members)
     params, state = [None] * k, [None] * k
-    for g, (p, s, best) in zip(groups, carry, strict=True):
-        n = len(g.members)
-        for i, p_i, s_i, best_i in zip(g.members, _unstack(p, n), _unstack(s, n),
-                                       _unstack(best, n), strict=True):
-            keep = stopping.stopped[i] and restore_best and stopping.best_epoch[i] is not None
-            params[i], state[i] = best_i if keep else p_i, s_i
+    for i, (p_i, s_i, best_i) in done.items():
+        keep = stopping.stopped[i] and restore_best and stopping.best_epoch[i] is not None
+        params[i], state[i] = best_i if keep else p_i, s_i
     return PopulationResult(params, state, history, stopping.epochs_run, stopping.best_epoch,
                             stopping.stopped, [m.key for m in members], stopping.diverged)
 
 
-def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress):
+def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done):
     """The epochs: each group's program dispatched, the members' records read back, the
     early-stopping rule and the hooks applied per member; until every member has stopped."""
     history = collections.defaultdict(list)
@@ -399,10 +395,35 @@ def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress):
                 bar.update(1)
             if not stopping.active.any():
                 break
+            groups[:], carry[:] = _compact(groups, carry, stopping.active, done)
     finally:
         if bar is not None:
             bar.close()
     return {name: np.stack(v) for name, v in history.items()}
+
+
+def _compact(groups, carry, active, done):
+    """Groups without their stopped members, once at most half of a group is still active
+    (a stopped member is frozen but still computed; halving bounds the programs compiled
+    anew to log2 of the group's size). The members taken out go to `done`."""
+    kept_groups, kept_carry = [], []
+    for g, c in zip(groups, carry, strict=True):
+        keep = [j for j, i in enumerate(g.members) if active[i]]
+        if 2 * len(keep) > len(g.members):
+            kept_groups.append(g)
+            kept_carry.append(c)
+            continue
+        parts = _split(*c)
+        done |= {i: parts[j] for j, i in enumerate(g.members) if not active[i]}
+        if keep:
+            at = np.asarray(keep)
+            kept_carry.append([jax.tree.map(lambda x, at=at: x[at], t) for t in c])
+            kept_groups.append(g._replace(
+                members=[g.members[j] for j in keep], rows=g.rows[at],
+                val_rows=None if g.val_rows is None else g.val_rows[at],
+                weights=g.weights[at], keys=g.keys[at], alpha=g.alpha[at],
+                schedules=[g.schedules[j] for j in keep]))
+    return kept_groups, kept_carry
 
 
 def _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, active):

@@ -98,10 +98,24 @@ def test_members_validate_and_stop_on_their_own(held_out):
              {"validation_rows": [val for _, val in folds]})
     opt = jaxbp.optim.sgd(0.1, momentum=0.9)
     w = np.ones((5, 80))
-    res = fit_population(NET, X, y, keys=keys, opt=opt, lr=lr, rows=rows, epochs=60,
-                         batch_size=16, early_stopping=True, patience=3, progress=False,
-                         **extra)
+    from jaxbp import population
+
+    sizes, original = [], population._epoch
+
+    def counting(*args):
+        sizes.append(args[3][0][0].shape[0])  # members in this call
+        return original(*args)
+
+    population._epoch = counting
+    try:
+        res = fit_population(NET, X, y, keys=keys, opt=opt, lr=lr, rows=rows, epochs=60,
+                             batch_size=16, early_stopping=True, patience=3, progress=False,
+                             **extra)
+    finally:
+        population._epoch = original
     assert len(set(res.epochs_run)) > 2 and sum(res.stopped_early) >= 3  # each its own epoch
+    # once at most half of the members run, the stopped ones leave the program (compaction)
+    assert sizes[0] == 5 and min(sizes) <= 2
     for i in range(5):
         val = ({"validation_fraction": 0.2} if held_out == "fraction" else
                {"validation_data": (X[folds[i][1]], y[folds[i][1]])})
