@@ -332,8 +332,12 @@ def _checked_settings(dropout, alpha, schedule, callback):
     validate.non_negative("alpha", alpha)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
-    schedule = schedule if isinstance(schedule, Schedule) else Schedule(schedule)
-    return validate.fraction("dropout", dropout), schedule
+    return validate.fraction("dropout", dropout), as_schedule(schedule)
+
+
+def as_schedule(schedule):
+    """A `Schedule` as it is, or the `Schedule` of that name."""
+    return schedule if isinstance(schedule, Schedule) else Schedule(schedule)
 
 
 def _training_rows(net, X, y, sample_weight):

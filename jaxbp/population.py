@@ -36,7 +36,6 @@ from jaxbp import backends, optim, validate
 from jaxbp.fit import (
     DivergenceError,
     FitResult,
-    Schedule,
     _cost_and_score,
     _epoch_in_order,
     _epoch_order,
@@ -45,6 +44,7 @@ from jaxbp.fit import (
     _progress_bar,
     _Static,
     _training_rows,
+    as_schedule,
 )
 from jaxbp.model import MLP, init
 
@@ -162,10 +162,6 @@ def _callable(name, v):
     return v
 
 
-def _schedule(name, v):
-    return v if isinstance(v, Schedule) else Schedule(v)
-
-
 def _positive(name, v):
     if validate.non_negative(name, v) == 0 or not math.isfinite(v):
         raise ValueError(f"{name}: expected a finite number > 0, got {v!r}")
@@ -187,8 +183,6 @@ def _member_rows(rows, m, k, name="rows"):
                              f"0..{m - 1}, got shape {r.shape} and dtype {r.dtype}")
         out.append(r.astype(np.int64))
     return out
-
-
 
 
 def _member_weights(sample_weight, rows, m, k):
@@ -231,12 +225,12 @@ class _Group(NamedTuple):
     weights: Any
     keys: Any
     alpha: Any
-    schedules: list
+    specs: list  # the members' `_Member`s, in the order of `members`
     dtype: Any
 
     def lr(self, epoch, epochs):
         """The members' learning rates of epoch `epoch`, as `fit` passes its one."""
-        return np.asarray([m.lr_at(epoch, epochs) for m in self.schedules], self.dtype)
+        return np.asarray([m.lr_at(epoch, epochs) for m in self.specs], self.dtype)
 
 
 def _group(members, idx, w, dtype):
@@ -269,7 +263,8 @@ def _members_per_chunk(net, opt, params, members, memory):
     if memory is None:
         stats = jax.devices()[0].memory_stats() or {}
         memory = stats.get("bytes_limit", 4 << 30) // 2
-    largest = max(member_bytes(net, opt, params, len(m.rows), m.batch_size) for m in members)
+    largest = member_bytes(net, opt, params, max(len(m.rows) for m in members),
+                           max(m.batch_size for m in members))  # grows with both: a bound
     return max(1, int(validate.positive_int("memory", memory) // largest))
 
 
@@ -328,7 +323,7 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     settings = (_per_member("lr", opt.lr if lr is None else lr, k, _positive),
                 _per_member("alpha", alpha, k, validate.non_negative),
                 _per_member("dropout", dropout, k, validate.fraction),
-                _per_member("schedule", schedule, k, _schedule),
+                _per_member("schedule", schedule, k, lambda name, v: as_schedule(v)),
                 _per_member("batch_size", 200 if batch_size is None else batch_size, k,
                             validate.positive_int),
                 _per_member("shuffle", shuffle, k, _bool))
@@ -422,7 +417,7 @@ def _compact(groups, carry, active, done):
                 members=[g.members[j] for j in keep], rows=g.rows[at],
                 val_rows=None if g.val_rows is None else g.val_rows[at],
                 weights=g.weights[at], keys=g.keys[at], alpha=g.alpha[at],
-                schedules=[g.schedules[j] for j in keep]))
+                specs=[g.specs[j] for j in keep]))
     return kept_groups, kept_carry
 
 
@@ -446,10 +441,12 @@ def _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, active):
 class _Hooks:
     """`fit`'s callback and on_epoch_end, one per member, called after each epoch the member
     ran, in member order, as `fit` calls them (on_epoch_end first, with the member's result
-    so far; then callback with its record, True stopping it)."""
+    so far, its history growing as `fit`'s does; then callback with its record, True
+    stopping it)."""
 
     def __init__(self, callbacks, on_epoch_end, keys):
         self.callbacks, self.on_epoch_end, self.keys = callbacks, on_epoch_end, keys
+        self.histories = [collections.defaultdict(list) for _ in keys]
 
     def __call__(self, epoch, ran, groups, carry, history, stopping):
         for g, c in zip(groups, carry, strict=True):
@@ -460,10 +457,10 @@ class _Hooks:
                     continue
                 record = {"epoch": epoch} | {k: float(v[-1][i]) for k, v in history.items()}
                 if self.on_epoch_end[i] is not None:
-                    member = members[j]
-                    past = {"epoch": list(range(epoch + 1))} | {
-                        k: [float(x[i]) for x in v] for k, v in history.items()}
-                    self.on_epoch_end[i](FitResult(*member, past, int(stopping.epochs_run[i]),
+                    for k, v in record.items():
+                        self.histories[i][k].append(v)
+                    self.on_epoch_end[i](FitResult(*members[j], dict(self.histories[i]),
+                                                   int(stopping.epochs_run[i]),
                                                    stopping.best_epoch[i], False,
                                                    self.keys[i]), epoch)
                 if self.callbacks[i] is not None and self.callbacks[i](record) is True:

@@ -87,14 +87,12 @@ def _prepared_fits(estimator, X, y, candidates, splits):
     for params in candidates:
         for train, _ in splits:
             est = clone(estimator).set_params(**params)
-            final, X_train, y_train = est, X[train], y[train]
-            if isinstance(est, Pipeline):
-                final = est[-1]
-                if not hasattr(final, "_prepare") or final.solver == "lbfgs":
-                    continue
-                X_train = est[:-1].fit_transform(X_train, y_train)
+            final = est[-1] if isinstance(est, Pipeline) else est
             if not hasattr(final, "_prepare") or final.solver == "lbfgs" or final.warm_start:
                 continue
+            X_train, y_train = X[train], y[train]
+            if final is not est:  # the pipeline's preprocessing, fitted on this split
+                X_train = est[:-1].fit_transform(X_train, y_train)
             fit_key = key(final, X_train, y_train, None)
             if fit_key is None:
                 continue
