@@ -3,6 +3,7 @@
 from jaxbp import datasets, optim, parallel, per_sample
 from jaxbp.activations import register_activation
 from jaxbp.api import backward, check_pending, evaluate, forward, predict, train_step
+from jaxbp.backends import use_cpu_cores
 from jaxbp.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from jaxbp.fit import DivergenceError, FitResult, Schedule, fit
 from jaxbp.lbfgs import fit_lbfgs
@@ -40,5 +41,6 @@ __all__ = [
     "save_checkpoint",
     "train_step",
     "train_step_jit",
+    "use_cpu_cores",
 ]
 __version__ = "0.1.0"

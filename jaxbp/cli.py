@@ -1,4 +1,5 @@
-"""The command line: `jaxbp train | evaluate | predict | explain` (also `python -m jaxbp ...`).
+"""The command line: `jaxbp train | search | evaluate | predict | export | explain`
+(also `python -m jaxbp ...`).
 
 Usage: jaxbp COMMAND [--flags]      jaxbp --help: the commands; jaxbp COMMAND --help: its flags
 
@@ -6,6 +7,7 @@ Usage: jaxbp COMMAND [--flags]      jaxbp --help: the commands; jaxbp COMMAND --
     jaxbp train --dataset digits --hidden 128,64 --epochs 100 --checkpoint_dir runs/digits
     jaxbp train --epochs 300 --resume --checkpoint_dir runs/digits   # the same run, continued
     jaxbp train --dataset csv:houses.csv --target price          # --task auto: see below
+    jaxbp search --dataset digits --hidden 64 --grid 'alpha=1e-4,1e-2;lr=1e-3,3e-3' --cv 5
     jaxbp evaluate --checkpoint runs/digits/checkpoint.npz
     jaxbp predict --checkpoint runs/digits/checkpoint.npz --input new_rows.csv
     jaxbp predict --checkpoint runs/digits/checkpoint.npz --input new_rows.csv --proba \
@@ -190,6 +192,14 @@ flags.DEFINE_string("compilation_cache", None, "Directory of JAX's persistent co
                     "$JAXBP_COMPILATION_CACHE, else ~/.cache/jaxbp/compilation.")
 flags.DEFINE_float("explain_lr", 0.01, "Learning rate of the SGD step shown.",
                    lower_bound=0.0)
+flags.DEFINE_string("grid", None, "search: the train flags to vary and their values, e.g. "
+                    "'alpha=1e-4,1e-2;lr=1e-3,3e-3' (hidden widths joined by x: "
+                    "'hidden=64,128x64'); every combination is a candidate.")
+flags.DEFINE_integer("cv", 5, "search: cross-validation folds of the training rows.",
+                     lower_bound=2)
+flags.DEFINE_string("search_dir", "search", "search: where search.csv, search.json, "
+                    "search.png and the refitted best model (checkpoint.npz, learning curves) "
+                    "go.")
 
 _TRAIN_FLAGS = ("dataset", "target", "task", "hidden", "activation", "output", "optimizer", "lr",
                 "momentum", "nesterov", "beta1", "beta2", "weight_decay", "alpha", "dropout",
@@ -206,10 +216,16 @@ _RUN_FLAGS = ("dataset", "target", "task", "hidden", "activation", "output", "op
               "early_stopping", "patience", "dtype", "precision")
 # The flags a run record held, at its top level, before it held them all (extra["flags"])
 _LEGACY_FLAGS = ("dataset", "target", "seed", "test_fraction")
+# The train flags search does not take: the refit's checkpoint and plot go to --search_dir
+_NOT_SEARCH = ("checkpoint_dir", "checkpoint_every", "resume", "plot", "devices",
+               "coordinator_address", "num_processes", "process_id")
 # name: (what it does, in one line; the flags it takes). Every flag above is some command's.
 COMMANDS = {
     "train": ("train an MLP on a dataset; prints the test accuracy, writes learning curves",
               _TRAIN_FLAGS),
+    "search": ("cross-validate a grid of train flags as populations; refit the best",
+               (*(f for f in _TRAIN_FLAGS if f not in _NOT_SEARCH), "grid", "cv",
+                "search_dir")),
     "evaluate": ("evaluate a checkpoint on its dataset's test split",
                  ("checkpoint", "compilation_cache")),
     "predict": ("predict the rows of a .csv/.npy file with a checkpoint",
@@ -858,8 +874,93 @@ def _explain():
     explain(lr=FLAGS.explain_lr)
 
 
-_RUN = {"train": _train, "evaluate": _evaluate, "predict": _predict, "export": _export,
-        "explain": _explain}
+def _search():
+    """Cross-validate every candidate of --grid on the training rows (populations), write the
+    ranked results, then refit the best as `jaxbp train` would, into --search_dir."""
+    from jaxbp import cli_search
+
+    with contextlib.suppress(RuntimeError):  # JAX started already (a caller's own process)
+        backends.use_cpu_cores()
+    _output_flag()
+    _use_dtype()
+    try:
+        grid = cli_search.parse_grid(FLAGS.grid, _grid_value)
+    except cli_search.GridError as e:
+        _fail(f"--grid: {e}")
+    train_ds, _ = _train_test(FLAGS.test_fraction, FLAGS.seed, FLAGS.task, print)
+    cands = cli_search.candidates(grid)
+    splits = _folds(cli_search, train_ds)
+    print(f"search: {len(cands)} candidates x {FLAGS.cv} folds = {len(cands) * FLAGS.cv} fits "
+          f"of {FLAGS.dataset} ({len(train_ds.X)} training rows), as populations")
+    start = time.perf_counter()
+    with _SIGNALS.deferred(False):
+        scores, epochs = cli_search.cross_validate(
+            train_ds, splits, cands, lambda c: _candidate(train_ds, c), FLAGS.seed,
+            progress=not FLAGS.quiet)
+    rows = cli_search.ranked(cands, scores, epochs)
+    what = "R2" if train_ds.task == "regression" else "accuracy"
+    print(f"cross-validated in {time.perf_counter() - start:.1f} s; {what} on the held-out "
+          f"fold, best first:\n{cli_search.table(rows, what)}")
+    if not math.isfinite(rows[0]["mean_score"]):
+        raise FloatingPointError("every candidate diverged on every fold; try smaller --lr")
+    _write_search(cli_search, rows, cands, what)
+    best = cands[rows[0]["candidate"]]
+    print("refit of the best on every training row, as jaxbp train runs it with "
+          + " ".join(_flag_text(k, v) for k, v in best.items()))
+    with _flags_set({**best, "checkpoint_dir": FLAGS.search_dir}):
+        _train()
+
+
+def _write_search(cli_search, rows, cands, what):
+    """search.csv, search.json (with the command's flags) and search.png in --search_dir."""
+    directory = pathlib.Path(FLAGS.search_dir)
+    meta = {"dataset": FLAGS.dataset, "cv": FLAGS.cv, "score": what, "grid": FLAGS.grid,
+            "flags": {name: FLAGS[name].value for name in COMMANDS["search"][1]}}
+    paths = cli_search.write_results(rows, directory, meta)
+    cli_search.plot_scores(rows, directory / "search.png", what,
+                           f"{FLAGS.dataset}: {len(cands)} candidates, {FLAGS.cv}-fold")
+    print(f"results: {paths[0]}, {paths[1]}, {directory / 'search.png'}")
+
+
+def _grid_value(name, text):
+    """One --grid value, parsed by the flag's own parser (hidden: widths joined by x)."""
+    return FLAGS[name].parser.parse(text.replace("x", ",") if name == "hidden" else text)
+
+
+def _folds(cli_search, train_ds):
+    try:
+        return cli_search.folds(train_ds, FLAGS.cv, FLAGS.seed)
+    except ValueError as e:  # more folds than rows, or than a class has
+        _fail(f"--cv: {e}")
+
+
+def _candidate(train_ds, candidate):
+    """(net, optimizer, per-member settings, shared fit_population keywords) of the run
+    `jaxbp train` would make with the candidate's flags."""
+    with _flags_set(candidate):
+        return (_net_for(train_ds, train_ds.X.shape[1]), _optimizer(),
+                {"lr": FLAGS.lr, "alpha": FLAGS.alpha, "dropout": FLAGS.dropout,
+                 "schedule": FLAGS.schedule, "batch_size": FLAGS.batch_size or 200},
+                {"epochs": FLAGS.epochs, "patience": FLAGS.patience,
+                 "validation_fraction": FLAGS.validation_fraction,
+                 "early_stopping": FLAGS.early_stopping and FLAGS.validation_fraction > 0})
+
+
+@contextlib.contextmanager
+def _flags_set(values):
+    """The flags set to `values` (already parsed) inside, restored after."""
+    old = {name: FLAGS[name].value for name in values}
+    try:
+        for name, value in values.items():
+            FLAGS[name].value = value
+        yield
+    finally:
+        for name, value in old.items():
+            FLAGS[name].value = value
+
+
+_RUN = {"train": _train, "search": _search, "evaluate": _evaluate, "predict": _predict,
+        "export": _export, "explain": _explain}
 
 
 def main(argv):

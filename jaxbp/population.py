@@ -25,12 +25,15 @@ how `jaxbp.sklearn.GridSearchCV` trains the estimators' own stopping rules (sear
 
 import collections
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxbp import backends, optim, validate
 from jaxbp.fit import (
@@ -135,7 +138,19 @@ def _split_members(*stacked):
     return [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(k)]
 
 
-_epoch = jax.jit(_population_epoch, static_argnums=(0, 1, 2))
+@functools.lru_cache(maxsize=64)
+def _epoch_over(net, opt, cfg, mesh):
+    """The group's compiled epoch; with a mesh, each device runs the epoch of its own slice of
+    the members (`shard_map`: the members never communicate, so nothing is exchanged)."""
+    body = functools.partial(_population_epoch, net, opt, cfg)
+    if mesh is None:
+        return jax.jit(body)
+    each, every = P("members"), P()
+    return jax.jit(jax.shard_map(body, mesh=mesh, out_specs=each,
+                                 in_specs=(each, each, every, every, each, each, each, every,
+                                           each, each, each)))
+
+
 _split = jax.jit(_split_members)
 _scores = jax.jit(_population_scores, static_argnums=0)
 _keep = jax.jit(_where)
@@ -216,7 +231,9 @@ def _members(net, y, keys, rows, settings, validation_fraction, validation_rows)
 
 
 class _Group(NamedTuple):
-    """Members that share one compiled program, and their arrays, stacked member by member."""
+    """Members that share one compiled program, and their arrays, stacked member by member;
+    `pad` copies of the last member follow (never active) so that the mesh's devices hold
+    as many members each."""
 
     members: list
     cfg: Any
@@ -227,20 +244,42 @@ class _Group(NamedTuple):
     alpha: Any
     specs: list  # the members' `_Member`s, in the order of `members`
     dtype: Any
+    pad: int = 0
+    mesh: Any = None  # a 1-D "members" mesh: each device trains a slice of the members
 
     def lr(self, epoch, epochs):
         """The members' learning rates of epoch `epoch`, as `fit` passes its one."""
-        return np.asarray([m.lr_at(epoch, epochs) for m in self.specs], self.dtype)
+        return self.padded(np.asarray([m.lr_at(epoch, epochs) for m in self.specs], self.dtype))
+
+    def padded(self, values):
+        """Per-member values (leading axis) with the padding members' copies of the last."""
+        return np.concatenate([values, np.repeat(values[-1:], self.pad, axis=0)])
+
+    def mask(self, flags):
+        """The members' flags (indexed by member number), False for the padding members."""
+        return jnp.asarray(np.concatenate([flags[self.members], np.zeros(self.pad, bool)]))
+
+    def place(self, tree):
+        """A tree stacked over the group's members on its mesh (a slice per device)."""
+        if self.mesh is None:
+            return tree
+        return jax.device_put(tree, NamedSharding(self.mesh, P("members")))
 
 
-def _group(members, idx, w, dtype):
+def _group(members, idx, w, dtype, mesh):
+    """The group of members `idx`, padded to a multiple of the mesh's devices."""
+    pad = 0 if mesh is None else -len(idx) % mesh.size
     ms = [members[i] for i in idx]
-    val = None if ms[0].val is None else jnp.asarray(np.stack([m.val for m in ms]), jnp.int32)
-    return _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle, ms[0].dropout,
-                               max(m.alpha for m in ms) > 0),
-                  jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32), val,
-                  jnp.asarray(w[idx], dtype), jnp.stack([m.key for m in ms]),
-                  np.asarray([m.alpha for m in ms], dtype), ms, dtype)
+    g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle, ms[0].dropout,
+                            max(m.alpha for m in ms) > 0),
+               None, None, None, None, None, ms, dtype, pad, mesh)
+    ms = ms + [ms[-1]] * pad  # a new list: specs keeps the members only
+    val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
+    return g._replace(rows=g.place(jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32)),
+                      val_rows=None if val is None else g.place(jnp.asarray(val)),
+                      weights=g.place(jnp.asarray(w[idx + [idx[-1]] * pad], dtype)),
+                      keys=g.place(jnp.stack([m.key for m in ms])),
+                      alpha=np.asarray([m.alpha for m in ms], dtype))
 
 
 def member_bytes(net, opt, params, m, batch_size):
@@ -277,7 +316,7 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
                    batch_size=None, shuffle=True,
                    validation_fraction=0.0, validation_rows=None, early_stopping=False,
                    patience=10, min_delta=1e-4, restore_best=True, progress=None,
-                   memory=None, callback=None, on_epoch_end=None):
+                   memory=None, callback=None, on_epoch_end=None, devices=None):
     """Train k = len(keys) members of `net` at once; member i equals `fit` run alone on
     X[rows[i]], y[rows[i]] with key keys[i], learning rate lr[i], alpha[i] and dropout[i].
 
@@ -303,6 +342,9 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         memory: bytes the members' arrays may take on the device (default: half of what the
             device reports, or 2 GiB where it reports nothing, as a CPU); a larger population
             trains in chunks of members, one program call each (`member_bytes`).
+        devices: the devices the members are spread over, each training its share of every
+            group (default: all of `jax.local_devices()`; a CPU shows one device unless
+            `jaxbp.use_cpu_cores()` ran first). Results do not depend on them.
 
     Returns a `PopulationResult`; `result.member(i)` is member i's `FitResult`.
     """
@@ -336,31 +378,43 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         _per_member("callback", callback, k, _callable),
         _per_member("on_epoch_end", on_epoch_end, k, _callable), keys)
     return _train(net, opt, X, Y, w, members, validate.positive_int("epochs", epochs),
-                  stopping, restore_best, progress, memory, hooks)
+                  stopping, restore_best, progress, memory, hooks, _devices(devices))
+
+
+def _devices(devices):
+    """The devices to spread members over: distinct jax Devices (default: the local ones)."""
+    devices = jax.local_devices() if devices is None else devices
+    if isinstance(devices, jax.Device) or not all(isinstance(d, jax.Device) for d in devices) \
+            or not 0 < len(set(devices)) == len(devices):
+        raise ValueError(f"devices: expected a non-empty sequence of distinct jax devices, got "
+                         f"{devices!r:.80}")
+    return list(devices)
 
 
 def _train(net, opt, X, Y, w, members, epochs, stopping, restore_best, progress, memory,
-           hooks):
+           hooks, devices):
     """Place the groups on the device, run the epochs, gather the members back in order."""
     params = [validate.params(net, init(net, jax.random.fold_in(m.key, 2**31 - 2)))
               for m in members]
     dtype = validate.param_dtype(params[0])
     Xc = validate.inputs(net, params[0], X.T)
     Yc = validate.targets(net, params[0], Y, m=X.shape[0])
-    chunk = _members_per_chunk(net, opt, params[0], members, memory)
+    mesh = None if len(devices) == 1 else Mesh(np.asarray(devices), ("members",))
+    chunk = _members_per_chunk(net, opt, params[0], members, memory) * len(devices)
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
         groups[m.group()].append(i)
-    groups = [_group(members, idx[at:at + chunk], w, dtype)
+    groups = [_group(members, idx[at:at + chunk], w, dtype, mesh)
               for idx in groups.values() for at in range(0, len(idx), chunk)]
-    carry = [[_stack([params[i] for i in g.members]),
-              _stack([opt.init(params[i]) for i in g.members])] for g in groups]
+    carry = [[g.place(_stack([params[i] for i in g.members + g.members[-1:] * g.pad])),
+              g.place(_stack([opt.init(params[i]) for i in g.members + g.members[-1:] * g.pad]))]
+             for g in groups]
     for c in carry:
         c.append(c[0])  # the best parameters so far
     done = {}  # member -> (params, state, best params) of the members compacted away
     history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done)
     for g, c in zip(groups, carry, strict=True):
-        done |= dict(zip(g.members, _split(*c), strict=True))
+        done |= dict(zip(g.members, _split(*c)[:len(g.members)], strict=True))
     k = len(members)
     params, state = [None] * k, [None] * k
     for i, (p_i, s_i, best_i) in done.items():
@@ -381,7 +435,7 @@ def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, don
             ran, improved = stopping.update(epoch, record)
             for g, c in zip(groups, carry, strict=True):
                 if stopping.early_stopping and improved[g.members].any():  # else never read
-                    c[2] = _keep(jnp.asarray(improved[g.members]), c[0], c[2])
+                    c[2] = _keep(g.mask(improved), c[0], c[2])
             for name, v in record.items():
                 history[name].append(np.where(ran, v, np.nan))
             if hooks is not None:
@@ -411,13 +465,14 @@ def _compact(groups, carry, active, done):
         parts = _split(*c)
         done |= {i: parts[j] for j, i in enumerate(g.members) if not active[i]}
         if keep:
-            at = np.asarray(keep)
-            kept_carry.append([jax.tree.map(lambda x, at=at: x[at], t) for t in c])
-            kept_groups.append(g._replace(
-                members=[g.members[j] for j in keep], rows=g.rows[at],
-                val_rows=None if g.val_rows is None else g.val_rows[at],
-                weights=g.weights[at], keys=g.keys[at], alpha=g.alpha[at],
-                specs=[g.specs[j] for j in keep]))
+            at = np.asarray(keep + keep[-1:] * (-len(keep) % (g.mesh.size if g.mesh else 1)))
+            new = g._replace(members=[g.members[j] for j in keep],
+                             specs=[g.specs[j] for j in keep], pad=len(at) - len(keep))
+            kept_carry.append([new.place(jax.tree.map(lambda x, at=at: x[at], t)) for t in c])
+            kept_groups.append(new._replace(
+                rows=new.place(g.rows[at]), weights=new.place(g.weights[at]),
+                val_rows=None if g.val_rows is None else new.place(g.val_rows[at]),
+                keys=new.place(g.keys[at]), alpha=g.alpha[at]))
     return kept_groups, kept_carry
 
 
@@ -427,14 +482,14 @@ def _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, active):
     out, lrs = [], []
     for g, c in zip(groups, carry, strict=True):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
-        c[0], c[1], J = _epoch(net, opt, g.cfg, c[0], c[1], Xc, Yc, g.rows, g.weights, g.keys,
-                               np.int32(epoch), lrs[-1], g.alpha,
-                               jnp.asarray(active[g.members]))
+        c[0], c[1], J = _epoch_over(net, opt, g.cfg, g.mesh)(
+            c[0], c[1], Xc, Yc, g.rows, g.weights, g.keys, np.int32(epoch), lrs[-1], g.alpha,
+            g.mask(active))
         out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
     record = _record(groups, out, len(active))
     record["lr"] = np.empty(len(active))
     for g, lr in zip(groups, lrs, strict=True):
-        record["lr"][g.members] = lr
+        record["lr"][g.members] = lr[:len(g.members)]
     return record
 
 
@@ -471,10 +526,11 @@ def _record(groups, out, k):
     """{train_cost, and val_cost, val_score with validation: (k,) float64} read back."""
     record = collections.defaultdict(lambda: np.full(k, np.nan))
     for g, (J, val) in zip(groups, out, strict=True):
-        record["train_cost"][g.members] = np.asarray(J)
+        n = len(g.members)
+        record["train_cost"][g.members] = np.asarray(J)[:n]
         if val is not None:
-            record["val_cost"][g.members] = np.asarray(val[0])
-            record["val_score"][g.members] = np.asarray(val[1])
+            record["val_cost"][g.members] = np.asarray(val[0])[:n]
+            record["val_score"][g.members] = np.asarray(val[1])[:n]
     return dict(record)
 
 

@@ -32,7 +32,7 @@ def test_help_lists_the_commands_and_each_command_its_own_flags():
     for args in (("--help",), ("help",)):
         out = jaxbp_cli(*args)
         assert out.returncode == 0, out.stderr
-        for command in ("train", "evaluate", "predict", "export", "explain"):
+        for command in ("train", "search", "evaluate", "predict", "export", "explain"):
             assert f"\n  {command} " in out.stdout, (command, out.stdout)
         assert "--epochs" not in out.stdout  # no flag listing: that is the command's help
     train = jaxbp_cli("train", "--help")
@@ -74,8 +74,8 @@ def test_version_is_the_package_version():
     (("train", "--activation", "swish"), "--activation"),
     (("train", "--output", "relu"), "--output: expected the output activation, one of auto, "
                                     "sigmoid, softmax, identity, got 'relu'"),
-    (("trian",), "jaxbp: error: command: expected one of train, evaluate, predict, export, "
-                 "explain, got 'trian'"),
+    (("trian",), "jaxbp: error: command: expected one of train, search, evaluate, predict, "
+                 "export, explain, got 'trian'"),
     (("train", "--hidden", "abc"), "--hidden=abc: expected layer widths, whole numbers >= 1"),
     (("predict", "--epochs", "3"), "--epochs: a flag of jaxbp train, not of jaxbp predict"),
     (("train", "--dataset", "nope"), "--dataset: expected one of breast_cancer, digits"),

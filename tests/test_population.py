@@ -1,7 +1,12 @@
 """Populations: member i of `fit_population` is `fit` run alone with the member's key, rows,
 weights, learning rate, alpha and dropout."""
 
+import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -24,6 +29,28 @@ def alone(X, y, rows, key, lr, alpha, dropout, w, epochs, batch_size, opt, **kwa
     return jaxbp.fit(NET, X[rows], y[rows], key=key, opt=dataclasses.replace(opt, lr=lr),
                      alpha=alpha, dropout=dropout, sample_weight=w[rows], epochs=epochs,
                      batch_size=batch_size, progress=False, **kwargs)
+
+
+@contextlib.contextmanager
+def members_per_call():
+    """The number of members in each call of a group's compiled epoch, as a list."""
+    from jaxbp import population
+
+    sizes, original = [], population._epoch_over
+
+    def epoch_over(*static):
+        epoch = original(*static)
+
+        def counting(*args):
+            sizes.append(args[0][0][0].shape[0])  # the stacked W^1: members in this call
+            return epoch(*args)
+        return counting
+
+    population._epoch_over = epoch_over
+    try:
+        yield sizes
+    finally:
+        population._epoch_over = original
 
 
 def assert_same_run(got, want, what):
@@ -98,21 +125,10 @@ def test_members_validate_and_stop_on_their_own(held_out):
              {"validation_rows": [val for _, val in folds]})
     opt = jaxbp.optim.sgd(0.1, momentum=0.9)
     w = np.ones((5, 80))
-    from jaxbp import population
-
-    sizes, original = [], population._epoch
-
-    def counting(*args):
-        sizes.append(args[3][0][0].shape[0])  # members in this call
-        return original(*args)
-
-    population._epoch = counting
-    try:
+    with members_per_call() as sizes:
         res = fit_population(NET, X, y, keys=keys, opt=opt, lr=lr, rows=rows, epochs=60,
                              batch_size=16, early_stopping=True, patience=3, progress=False,
                              **extra)
-    finally:
-        population._epoch = original
     assert len(set(res.epochs_run)) > 2 and sum(res.stopped_early) >= 3  # each its own epoch
     # once at most half of the members run, the stopped ones leave the program (compaction)
     assert sizes[0] == 5 and min(sizes) <= 2
@@ -139,6 +155,8 @@ def test_members_validate_and_stop_on_their_own(held_out):
     ({"sample_weight": np.eye(3, 60)[[0, 1, 1]] * 0 + np.r_[np.ones(30), np.zeros(30)],
       "rows": [np.arange(30), np.arange(30), np.arange(30, 60)]},
      r"^sample_weight: member 2's rows all weigh 0"),
+    ({"devices": []}, r"^devices: expected a non-empty sequence of distinct jax devices"),
+    ({"devices": jax.devices() * 2}, r"^devices: expected a non-empty sequence of distinct"),
 ])
 def test_bad_arguments_are_named(kwargs, match):
     X, y = problem()
@@ -176,21 +194,11 @@ def test_a_population_too_large_for_its_memory_trains_in_chunks():
     opt = jaxbp.optim.adam(1e-2)
     params = jaxbp.init(NET, jax.random.key(0))
     one = population.member_bytes(NET, opt, params, 60, 16)
-    calls = []
-    original = population._epoch
-
-    def counting(*args):
-        calls.append(args[3][0][0].shape[0])  # members in this call
-        return original(*args)
-
-    population._epoch = counting
-    try:
+    with members_per_call() as calls:
         res = fit_population(NET, X, y, keys=range(6), opt=opt, epochs=2, batch_size=16,
                              memory=2 * one + one // 2, progress=False)
         tiny = fit_population(NET, X, y, keys=range(2), opt=opt, epochs=1, batch_size=16,
                               memory=1, progress=False)
-    finally:
-        population._epoch = original
     assert calls[:3] == [2, 2, 2] and len(calls) == 6 + 2 and calls[6:] == [1, 1]
     for i in (0, 5):
         want = alone(X, y, np.arange(60), i, 1e-2, 0.0, 0.0, np.ones(60), 2, 16, opt)
@@ -215,8 +223,8 @@ def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
         p = population._stack([params] * k)
         s = population._stack([opt.init(params)] * k)
         cfg = population._Static(32, True, 0.0, False)
-        compiled = population._epoch.lower(
-            net, opt, cfg, p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"),
+        compiled = population._epoch_over(net, opt, cfg, None).lower(
+            p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"),
             jax.numpy.ones((k, 300)), jax.random.split(jax.random.key(0), k), np.int32(0),
             np.zeros(k), np.zeros(k), np.ones(k, bool)).compile()
         mem = compiled.memory_analysis()
@@ -274,3 +282,73 @@ def test_the_hooks_run_per_member_as_fit_runs_them():
         assert [e[:2] for e in logs[i]] == [e[:2] for e in log]  # the same calls, in order
         np.testing.assert_allclose([x for e in logs[i] for x in e[2:]],
                                    [x for e in log for x in e[2:]], rtol=1e-12)
+
+
+SHARDED = textwrap.dedent(r"""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import jaxbp
+    from jaxbp import population
+
+    assert jaxbp.use_cpu_cores(2) == 2 and jax.device_count() == 2, jax.devices()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    net = jaxbp.MLP((4, 8, 3), hidden="tanh", output="softmax")
+    folds = [(np.r_[0:16 * i, 16 * i + 16:80], np.arange(16 * i, 16 * i + 16)) for i in range(5)]
+    kw = dict(keys=range(5), opt=jaxbp.optim.adam(), lr=[0.3, 0.05, 0.2, 0.01, 0.1],
+              alpha=[0.0, 1e-2, 0.0, 0.1, 0.0], dropout=0.1, rows=[t for t, _ in folds],
+              validation_rows=[v for _, v in folds], sample_weight=rng.uniform(0.5, 2, (5, 80)),
+              epochs=40, batch_size=16, early_stopping=True, patience=3, progress=False)
+    calls, original = [], population._epoch_over
+
+    def epoch_over(*static):
+        epoch = original(*static)
+        def spy(*args):
+            out = epoch(*args)
+            calls.append((static[3], epoch, args, len(out[0][0][0].sharding.device_set)))
+            return out
+        return spy
+
+    population._epoch_over = epoch_over
+    two = jaxbp.fit_population(net, X, y, **kw)  # default: both devices
+    population._epoch_over = original
+    one = jaxbp.fit_population(net, X, y, devices=jax.devices()[:1], **kw)
+    # every call ran on both devices (5 members: 3 each, one of them padding), until the
+    # compaction left fewer members (1 each + padding), and nothing was exchanged between them
+    assert all(mesh.size == 2 and on == 2 for mesh, _, _, on in calls), calls
+    assert calls[0][2][0][0][0].shape[0] == 6 and calls[-1][2][0][0][0].shape[0] == 2
+    hlo = calls[0][1].lower(*calls[0][2]).compile().as_text()
+    assert not [c for c in ("all-gather", "all-reduce", "all-to-all", "collective-permute")
+                if c in hlo]
+    assert sum(two.stopped_early) >= 3 and len(set(two.epochs_run)) > 2
+    for i in range(5):
+        a, b = two.member(i), one.member(i)
+        assert (a.epochs_run, a.best_epoch) == (b.epochs_run, b.best_epoch), i
+        # float64, the same vmapped program over fewer members: rounding at most, 1e-12
+        for u, v in zip(jax.tree.leaves((a.params, a.opt_state, a.history)),
+                        jax.tree.leaves((b.params, b.opt_state, b.history)), strict=True):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=1e-15)
+    print("OK")
+""")
+
+
+def test_members_spread_over_two_devices_train_as_on_one():
+    """With two CPU devices (`use_cpu_cores(2)`, in a fresh interpreter: JAX fixes its
+    devices when it starts), each device trains its share of the members (padded to an
+    equal share, also after the compaction) without exchanging anything, and every member's
+    run (epochs, best epoch, parameters, state, histories) equals the run on one device."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stderr[-3000:]
+
+
+def test_use_cpu_cores_refuses_once_jax_has_started():
+    jax.numpy.zeros(1).block_until_ready()  # the backend has started (whatever ran before)
+    with pytest.raises(RuntimeError, match=r"^use_cpu_cores\(2\): JAX has already started "
+                                           r"its backends, with 1 CPU device\(s\)"):
+        jaxbp.use_cpu_cores(2)
+    with pytest.raises(ValueError, match=r"^n: expected a number of devices >= 1, got 0"):
+        jaxbp.use_cpu_cores(0)
