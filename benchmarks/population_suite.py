@@ -7,9 +7,19 @@ Two measurements, each in one run with interleaved rounds:
 - a 30-fit search (alpha ∈ {1e-4, 1e-2, 1e-1} × learning rate ∈ {1e-3, 3e-3}, 5 stratified
   folds, 64 hidden units, at most 100 epochs, stopping when the training loss stalls):
   scikit-learn's GridSearchCV over its MLPClassifier (n_jobs=2), the same GridSearchCV over
-  jaxbp's MLPClassifier (fits one after another), and the 30 fits as one population.
+  jaxbp's MLPClassifier (fits one after another), `jaxbp.sklearn.GridSearchCV`, and the 30
+  fits as one `fit_population` on one device and spread over all of them.
+
+On a CPU the suite runs in a child process that first calls `jaxbp.use_cpu_cores()` (a device
+per core: how a population uses every core; JAX fixes its devices when it starts), so every
+contender of the search runs there, in interleaved rounds; scikit-learn's n_jobs=2 workers are
+processes of their own either way.
 """
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -21,6 +31,7 @@ from benchmarks import models as M
 from benchmarks.harness import fmt_rate, fmt_time, markdown_table
 
 GRID = {"alpha": [1e-4, 1e-2, 1e-1], "learning_rate_init": [1e-3, 3e-3]}
+POPULATION = "jaxbp.fit_population, the 30 fits, every device"
 
 
 def _digits():
@@ -45,14 +56,15 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-def throughput(ks, epochs, rounds):
-    """{k: seconds per epoch (median of rounds)} for populations of k 64-64-10 members: a
-    whole `fit_population` call (initialisation, placement, per-epoch reads included)
-    divided by its epochs, as a user's call costs."""
+def throughput(ks, epochs, rounds, devices):
+    """{k: seconds per epoch (median of rounds)} for populations of k 64-64-10 members on
+    `devices`: a whole `fit_population` call (initialisation, placement, per-epoch reads
+    included) divided by its epochs, as a user's call costs."""
     X, y = _digits()
     net = jaxbp.MLP((64, 64, 10), hidden="relu", output="softmax")
     runs = {k: (lambda k=k: jaxbp.fit_population(net, X, y, keys=range(k), epochs=epochs,
-                                                 progress=False)) for k in ks}
+                                                 progress=False, devices=devices))
+            for k in ks}
     compile_s = {k: _timed(run) for k, run in runs.items()}  # first call: compiles
     samples = {k: [] for k in ks}
     for _ in range(rounds):
@@ -63,35 +75,59 @@ def throughput(ks, epochs, rounds):
 
 
 def population(quick):
+    """The suite, measured in a child process with a device per CPU core (on a GPU: here)."""
+    if jax.default_backend() != "cpu":
+        result = measure(quick)
+    else:
+        child = subprocess.run([sys.executable, "-m", "benchmarks.population_suite",
+                                "quick" if quick else "full"], capture_output=True, text=True,
+                               env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=3000,
+                               cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if child.returncode != 0:
+            raise RuntimeError(f"population suite's child process failed:\n"
+                               f"{child.stderr[-3000:]}")
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+    per_epoch = {name: {int(k): t for k, t in v.items()}
+                 for name, v in result.pop("per_epoch").items()}
+    return result | {"figures": {"population": _plot(per_epoch, result.pop("ceiling"))}}
+
+
+def measure(quick):
+    """The suite's records, Markdown, per-epoch times and FLOP ceiling, in this process."""
     ks = [1, 8, 64] if quick else [1, 4, 16, 64, 256, 1024]
-    net, m, per_epoch, compile_s = throughput(ks, epochs=2 if quick else 5,
-                                              rounds=2 if quick else 5)
-    flops = M.step_flops(net, m)  # one epoch of one member: every row once
-    peak = matmul_rate()
-    records, rows = [], []
-    for k, t in per_epoch.items():
-        rate = k * flops / t
-        records.append({"k": k, "seconds_per_epoch": t, "member_epochs_per_s": k / t,
-                        "matmul_flops_per_s": rate, "fraction_of_2048_matmul": rate / peak,
-                        "first_call_s": compile_s[k]})
-        rows.append([k, fmt_time(t), fmt_rate(k / t), f"{rate / 1e9:.1f}",
-                     f"{rate / peak:.1%}", fmt_time(compile_s[k])])
-    md = markdown_table(["members k", "per epoch (whole calls ÷ epochs: setup included)",
-                         "member-epochs/s",
-                         "matmul GFLOP/s", "of a 2048³ matmul", "first call"], rows)
+    placements = {"one device": jax.local_devices()[:1]}
+    if jax.local_device_count() > 1:
+        placements[f"{jax.local_device_count()} devices"] = jax.local_devices()
+    peak, records, rows, curves = matmul_rate(), [], [], {}
+    for where, devices in placements.items():
+        net, m, per_epoch, compile_s = throughput(ks, epochs=2 if quick else 5,
+                                                  rounds=2 if quick else 5, devices=devices)
+        flops = M.step_flops(net, m)  # one epoch of one member: every row once
+        curves[where] = per_epoch
+        for k, t in per_epoch.items():
+            rate = k * flops / t
+            records.append({"k": k, "devices": len(devices), "seconds_per_epoch": t,
+                            "member_epochs_per_s": k / t, "matmul_flops_per_s": rate,
+                            "fraction_of_2048_matmul": rate / peak,
+                            "first_call_s": compile_s[k]})
+            rows.append([k, where, fmt_time(t), fmt_rate(k / t), f"{rate / 1e9:.1f}",
+                         f"{rate / peak:.1%}", fmt_time(compile_s[k])])
+    md = markdown_table(["members k", "on", "per epoch (whole calls ÷ epochs: setup included)",
+                         "member-epochs/s", "matmul GFLOP/s", "of a 2048³ matmul",
+                         "first call"], rows)
     search = search_three_ways(quick)
     records.append(search["record"])
     md += "\n\n" + search["markdown"]
-    return {"records": records, "markdown": md,
-            "figures": {"population": _plot(per_epoch, peak / flops)}}
+    return {"records": records, "markdown": md, "per_epoch": curves, "ceiling": peak / flops}
 
 
-def _plot(per_epoch, ceiling):
+def _plot(curves, ceiling):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    ks = list(per_epoch)
-    ax.loglog(ks, [k / per_epoch[k] for k in ks], "o-", label="fit_population")
+    for where, per_epoch in curves.items():
+        ks = list(per_epoch)
+        ax.loglog(ks, [k / per_epoch[k] for k in ks], "o-", label=f"fit_population, {where}")
     ax.axhline(ceiling, linestyle="--", color="gray", label="a 2048³ matmul's FLOP rate")
     ax.set(xlabel="population size k", ylabel="member-epochs / s",
            title="64-64-10 on digits (1 797 rows)")
@@ -112,6 +148,7 @@ def _searches(max_iter):
     from sklearn.preprocessing import StandardScaler
 
     from jaxbp import datasets
+    from jaxbp.sklearn import GridSearchCV as JaxbpGridSearchCV
     from jaxbp.sklearn import MLPClassifier
 
     ds = datasets.load("digits")
@@ -119,14 +156,14 @@ def _searches(max_iter):
     cv = StratifiedKFold(5, shuffle=True, random_state=0)
     grid = {f"mlpclassifier__{k}": v for k, v in GRID.items()}
 
-    def grid_search(estimator, n_jobs):
+    def grid_search(estimator, n_jobs, search=GridSearchCV):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            search = GridSearchCV(make_pipeline(StandardScaler(), estimator), grid, cv=cv,
-                                  n_jobs=n_jobs).fit(X, y)
-        return search.cv_results_["mean_test_score"]
+            found = search(make_pipeline(StandardScaler(), estimator), grid, cv=cv,
+                           n_jobs=n_jobs).fit(X, y)
+        return found.cv_results_["mean_test_score"]
 
-    def one_population():
+    def one_population(devices):
         Xs = StandardScaler().fit_transform(X).astype(np.float32)  # once, on every row
         folds = list(cv.split(X, y))
         cands = [(a, lr) for a in GRID["alpha"] for lr in GRID["learning_rate_init"]]
@@ -134,7 +171,8 @@ def _searches(max_iter):
         res = jaxbp.fit_population(
             net, Xs, y, keys=[0] * 30, lr=[lr for _, lr in cands for _ in folds],
             alpha=[a for a, _ in cands for _ in folds], rows=[tr for _ in cands for tr, _ in folds],
-            epochs=max_iter, early_stopping=True, patience=10, min_delta=1e-4, progress=False)
+            epochs=max_iter, early_stopping=True, patience=10, min_delta=1e-4, progress=False,
+            devices=devices)
         acc = [np.mean(np.argmax(jaxbp.predict(net, res.params[i], Xs[te]), axis=1) == y[te])
                for i, (_, te) in enumerate(folds * len(cands))]
         return np.asarray(acc).reshape(len(cands), len(folds)).mean(axis=1)
@@ -145,10 +183,15 @@ def _searches(max_iter):
             "scikit-learn GridSearchCV, jaxbp's MLPClassifier, one fit at a time":
             lambda: grid_search(MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter,
                                               random_state=0), 1),
-            "jaxbp.fit_population, the 30 fits as one population": one_population}
+            "jaxbp.sklearn.GridSearchCV, jaxbp's MLPClassifier, populations":
+            lambda: grid_search(MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter,
+                                              random_state=0), None, JaxbpGridSearchCV),
+            "jaxbp.fit_population, the 30 fits, one device":
+            lambda: one_population(jax.local_devices()[:1]),
+            POPULATION: lambda: one_population(None)}
 
 
-def search_three_ways(quick):
+def search_three_ways(quick):  # (and two more ways)
     """The 30-fit search timed each way: a first call (the jaxbp ones compile), then
     interleaved rounds; per-round ratios against the population."""
     searches = _searches(max_iter=10 if quick else 100)
@@ -159,8 +202,8 @@ def search_three_ways(quick):
             t0 = time.perf_counter()
             scores[name] = run()
             samples[name].append(time.perf_counter() - t0)
-    pop = "jaxbp.fit_population, the 30 fits as one population"
-    rows, record = [], {"search": {}}
+    pop = POPULATION
+    rows, record = [], {"search": {}, "devices": jax.local_device_count()}
     for name, s in samples.items():
         ratio = np.asarray(s) / np.asarray(samples[pop])
         q1, med, q3 = np.percentile(ratio, [25, 50, 75])
@@ -173,3 +216,8 @@ def search_three_ways(quick):
             "markdown": markdown_table(["search (30 fits)", "time", "first call",
                                         "population faster by", "best mean CV accuracy"],
                                        rows)}
+
+
+if __name__ == "__main__":  # the child process of `population`: a device per CPU core
+    jaxbp.use_cpu_cores()
+    print(json.dumps(measure(sys.argv[1] == "quick")))

@@ -505,8 +505,7 @@ class _Hooks:
 
     def __call__(self, epoch, ran, groups, carry, history, stopping):
         for g, c in zip(groups, carry, strict=True):
-            wanted = any(self.on_epoch_end[i] is not None and ran[i] for i in g.members)
-            members = _split(c[0], c[1]) if wanted else None  # one dispatch per group
+            parts = functools.cache(lambda c=c: _split(c[0], c[1]))  # once per group, if read
             for j, i in enumerate(g.members):
                 if not ran[i] or stopping.diverged[i]:  # fit raises before its hooks
                     continue
@@ -514,12 +513,31 @@ class _Hooks:
                 if self.on_epoch_end[i] is not None:
                     for k, v in record.items():
                         self.histories[i][k].append(v)
-                    self.on_epoch_end[i](FitResult(*members[j], dict(self.histories[i]),
-                                                   int(stopping.epochs_run[i]),
-                                                   stopping.best_epoch[i], False,
-                                                   self.keys[i]), epoch)
+                    self.on_epoch_end[i](_SoFar(parts, j, dict(self.histories[i]),
+                                                int(stopping.epochs_run[i]),
+                                                stopping.best_epoch[i], self.keys[i]), epoch)
                 if self.callbacks[i] is not None and self.callbacks[i](record) is True:
                     stopping.active[i], stopping.stopped[i] = False, False
+
+
+class _SoFar(FitResult):
+    """Member j's `FitResult` so far, as `on_epoch_end` receives it; its parameters and
+    optimizer state are taken out of the group's stacked arrays only when the hook reads them
+    (the estimators' hook reads them only with a validation split): each take waits for the
+    epoch and, on several devices, gathers the members."""
+
+    def __init__(self, parts, j, history, epochs_run, best_epoch, key):
+        self._parts, self._j = parts, j
+        self.history, self.epochs_run, self.best_epoch = history, epochs_run, best_epoch
+        self.stopped_early, self.key = False, key
+
+    @property
+    def params(self):
+        return self._parts()[self._j][0]
+
+    @property
+    def opt_state(self):
+        return self._parts()[self._j][1]
 
 
 def _record(groups, out, k):
