@@ -132,8 +132,11 @@ def _population_scores(net, params, X, Y, val_rows):
     return jax.vmap(lambda p, r: _cost_and_score(net, p, X[:, r], Y[:, r]))(params, val_rows)
 
 
-def _split_members(*stacked):
-    """[(tree_i, ...)] for each member i of a group: its slices of the stacked trees."""
+def _split(*stacked):
+    """[(tree_i, ...)] for each member i of a group: its slices of the stacked trees, as NumPy
+    arrays (one transfer; a compiled split of k members compiles k outputs per leaf: minutes,
+    and more memory than LLVM had, for k = 1024)."""
+    stacked = jax.device_get(stacked)
     k = jax.tree.leaves(stacked)[0].shape[0]
     return [jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(k)]
 
@@ -151,7 +154,6 @@ def _epoch_over(net, opt, cfg, mesh):
                                            each, each, each)))
 
 
-_split = jax.jit(_split_members)
 _scores = jax.jit(_population_scores, static_argnums=0)
 _keep = jax.jit(_where)
 
@@ -307,8 +309,18 @@ def _members_per_chunk(net, opt, params, members, memory):
     return max(1, int(validate.positive_int("memory", memory) // largest))
 
 
-def _stack(trees):
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+def _init_all(net, keys):
+    """Every member's initial parameters, stacked: `init` of fold_in(key, 2³¹ − 2), as `fit`
+    draws them, one member at a time (compiled, or vmapped, the normal draws' transform
+    rounds differently: 1 ulp in some weights)."""
+    params = [init(net, jax.random.fold_in(key, 2**31 - 2)) for key in keys]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
+
+
+def _take(tree, idx):
+    """The members `idx` (a list) of a tree stacked over members."""
+    at = np.asarray(idx)
+    return jax.tree.map(lambda x: x[at], tree)
 
 
 def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0,
@@ -394,20 +406,20 @@ def _devices(devices):
 def _train(net, opt, X, Y, w, members, epochs, stopping, restore_best, progress, memory,
            hooks, devices):
     """Place the groups on the device, run the epochs, gather the members back in order."""
-    params = [validate.params(net, init(net, jax.random.fold_in(m.key, 2**31 - 2)))
-              for m in members]
-    dtype = validate.param_dtype(params[0])
-    Xc = validate.inputs(net, params[0], X.T)
-    Yc = validate.targets(net, params[0], Y, m=X.shape[0])
+    params = _init_all(net, [m.key for m in members])
+    states = jax.vmap(opt.init)(params)
+    first = validate.params(net, jax.tree.map(lambda x: x[0], params))
+    dtype = validate.param_dtype(first)
+    Xc = validate.inputs(net, first, X.T)
+    Yc = validate.targets(net, first, Y, m=X.shape[0])
     mesh = None if len(devices) == 1 else Mesh(np.asarray(devices), ("members",))
-    chunk = _members_per_chunk(net, opt, params[0], members, memory) * len(devices)
+    chunk = _members_per_chunk(net, opt, first, members, memory) * len(devices)
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
         groups[m.group()].append(i)
     groups = [_group(members, idx[at:at + chunk], w, dtype, mesh)
               for idx in groups.values() for at in range(0, len(idx), chunk)]
-    carry = [[g.place(_stack([params[i] for i in g.members + g.members[-1:] * g.pad])),
-              g.place(_stack([opt.init(params[i]) for i in g.members + g.members[-1:] * g.pad]))]
+    carry = [list(g.place(_take((params, states), g.members + g.members[-1:] * g.pad)))
              for g in groups]
     for c in carry:
         c.append(c[0])  # the best parameters so far

@@ -88,7 +88,8 @@ def _prepared_fits(estimator, X, y, candidates, splits):
         for train, _ in splits:
             est = clone(estimator).set_params(**params)
             final = est[-1] if isinstance(est, Pipeline) else est
-            if not hasattr(final, "_prepare") or final.solver == "lbfgs" or final.warm_start:
+            if not hasattr(final, "_prepare") or final.solver == "lbfgs" or final.warm_start \
+                    or final.ensemble != 1:  # an ensemble is a population of its own
                 continue
             X_train, y_train = X[train], y[train]
             if final is not est:  # the pipeline's preprocessing, fitted on this split
@@ -116,9 +117,10 @@ def _programs(fits):
     return groups
 
 
-def _train(program, fits, entries):
-    """One population for the fits of one program; each member's result finished by its
-    estimator and kept (or the error its own fit would have raised)."""
+def train(program, fits):
+    """One population for the prepared fits [(key, estimator, `_Prepared`, warnings)] of one
+    program; returns each member's result finished by its estimator (a `_Trained`: the
+    fitted state, or the error its own fit would have raised), in order."""
     net, opt, epochs = program
     sizes = [len(prepared.X) for _, _, prepared, _ in fits]
     starts = np.cumsum([0, *sizes])
@@ -138,16 +140,18 @@ def _train(program, fits, entries):
         batch_size=each("batch_size"), shuffle=each("shuffle"), callback=each("callback"),
         on_epoch_end=each("on_epoch_end"), epochs=epochs, sample_weight=w, progress=False,
         rows=[np.arange(starts[i], starts[i + 1]) for i in range(len(fits))])
-    for i, (fit_key, final, prepared, caught) in enumerate(fits):
+    trained = []
+    for i, (_, final, prepared, caught) in enumerate(fits):
         try:
             result = res.member(i)
         except DivergenceError as e:
-            entries[fit_key] = _Trained(error=final._diverged(e))
+            trained.append(_Trained(error=final._diverged(e)))
             continue
         with warnings.catch_warnings(record=True) as more:
             warnings.simplefilter("always")
             final._finish(prepared, result, False)
-        entries[fit_key] = _Trained(final.__dict__, caught + more)
+        trained.append(_Trained(final.__dict__, caught + more))
+    return trained
 
 
 def _search(search, fit, X, y, params, candidates):
@@ -160,7 +164,7 @@ def _search(search, fit, X, y, params, candidates):
     entries = {}
     for program, fits in _programs(_prepared_fits(search.estimator, X, y, candidates,
                                                   splits)).items():
-        _train(program, fits, entries)
+        entries |= zip([fit[0] for fit in fits], train(program, fits), strict=True)
     n_jobs, search.n_jobs = search.n_jobs, None  # the trained fits are in this process
     PRETRAINED.using(entries)
     try:

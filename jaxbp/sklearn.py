@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
@@ -246,7 +246,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0):
+                 dropout=0.0, ensemble=1):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -271,6 +271,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.dropout = dropout
+        self.ensemble = ensemble
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -365,6 +366,7 @@ class _BaseMLP(BaseEstimator):
         scikit-learn's solvers are its own). Parameters that scikit-learn lacks (dropout,
         class_weight) are dropped: they only change training. A hidden activation that
         scikit-learn's MLP lacks is refused."""
+        self._single("to_sklearn()")
         check_is_fitted(self, "coefs_")
         if self.activation not in _SKLEARN_HIDDEN:
             raise ValueError(f"activation: scikit-learn's MLP has {list(_SKLEARN_HIDDEN)}, not "
@@ -386,6 +388,7 @@ class _BaseMLP(BaseEstimator):
         (N, n_features)), written to `path` if given: outputs "label" and "probabilities"
         for the classifier, "variable" (N, n_outputs) for the regressor, as skl2onnx names
         them (`jaxbp.export`). Needs `pip install "jaxbp[export]"`."""
+        self._single("to_onnx()")
         check_is_fitted(self, "coefs_")
         from jaxbp import export
 
@@ -427,6 +430,10 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_, self.best_loss_ = None, np.inf
 
     def _fit(self, X, y, sample_weight=None, incremental=False, classes=None):
+        _integer("ensemble", self.ensemble, "an int >= 1")
+        if self.ensemble > 1:
+            return self._fit_ensemble(X, y, sample_weight, incremental)
+        self.__dict__.pop("estimators_", None)  # a fit of one network replaces an ensemble
         cached = _PRETRAINED.get(self, X, y, sample_weight) if not incremental else None
         if cached is not None:  # trained in a population by jaxbp.sklearn's searches
             return cached.restore(self)
@@ -438,6 +445,48 @@ class _BaseMLP(BaseEstimator):
         except DivergenceError as e:
             raise self._diverged(e) from e
         return self._finish(prepared, result, incremental)
+
+    def _fit_ensemble(self, X, y, sample_weight, incremental):
+        """ensemble=k: k members that differ only in their seed (drawn from random_state),
+        each the fit `ensemble=1` would make with that seed, trained as one population
+        (`jaxbp.sklearn`'s searches' `train`; lbfgs members one by one); kept in
+        `estimators_`, their predictions averaged."""
+        from jaxbp import search
+
+        if incremental or self.warm_start:
+            raise ValueError(f"ensemble: partial_fit and warm_start continue one network; "
+                             f"expected ensemble=1 with them, got {self.ensemble!r}")
+        seeds = check_random_state(self.random_state).randint(_SEED_HIGH, size=self.ensemble)
+        members = [clone(self).set_params(ensemble=1, random_state=int(s)) for s in seeds]
+        if self.solver == "lbfgs":
+            for member in members:
+                member.fit(X, y, sample_weight=sample_weight)
+        else:
+            fits = []
+            for member in members:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    prepared = member._prepare(X, y, sample_weight, False, None)
+                fits.append((None, member, prepared, caught))
+            program = (prepared.net, prepared.kwargs["opt"], prepared.kwargs["epochs"])
+            for member, trained in zip(members, search.train(program, fits), strict=True):
+                trained.restore(member)
+        for name in (*_FITTED, "validation_loss_curve_", "_opt", "_opt_state"):
+            self.__dict__.pop(name, None)  # an ensemble's networks are its members'
+        for name in ("n_features_in_", "feature_names_in_", "classes_", "_label_binarizer",
+                     "n_outputs_", "n_layers_", "out_activation_"):
+            if hasattr(members[0], name):
+                setattr(self, name, getattr(members[0], name))
+        self.estimators_ = members
+        self.n_iter_ = max(member.n_iter_ for member in members)
+        return self
+
+    def _single(self, what):
+        """Refuse `what` for an ensemble: it holds several networks."""
+        if "estimators_" in self.__dict__:
+            raise ValueError(f"{what}: this model is an ensemble of {len(self.estimators_)} "
+                             f"networks (ensemble={self.ensemble}), and {what} takes one; "
+                             f"use a member, estimators_[i].{what}")
 
     def _prepare(self, X, y, sample_weight, incremental, classes):
         """Everything up to the call of `fit`: the checked data, the network, the optimizer,
@@ -657,6 +706,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters are scikit-learn's (see `sklearn.neural_network.MLPClassifier`), plus:
         dropout: inverted-dropout probability on the hidden layers during training.
+        ensemble: k >= 2 trains k networks that differ only in their seed (drawn from
+            random_state) as one population and averages their probabilities; the members
+            are in `estimators_`, each the model ensemble=1 would fit with its seed.
         class_weight: None, "balanced" or {class: weight}; multiplies the sample weights
             (for multilabel targets, as `sklearn.utils.class_weight.compute_sample_weight`).
 
@@ -771,7 +823,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return float(np.average(correct, weights=w))
 
     def predict(self, X):
-        """Class labels (n_samples,), or an indicator matrix for multilabel targets."""
+        """Class labels (n_samples,), or an indicator matrix for multilabel targets (an
+        ensemble: of the members' mean probabilities)."""
+        if "estimators_" in self.__dict__:
+            P = self.predict_proba(X)
+            if self._label_binarizer.y_type_.startswith("multilabel"):
+                return self._label_binarizer.inverse_transform(P)
+            return self.classes_[np.argmax(P, axis=1)]
         Z = self._logits(X)
         P = scipy.special.softmax(Z, axis=1) if self.out_activation_ == "softmax" else (
             scipy.special.expit(Z))
@@ -779,7 +837,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         """Probabilities (n_samples, n_classes), columns in the order of `classes_` (for
-        multilabel targets, each label's probability)."""
+        multilabel targets, each label's probability); an ensemble's: its members' mean."""
+        if "estimators_" in self.__dict__:
+            return np.mean([m.predict_proba(X) for m in self.estimators_], axis=0)
         Z = self._logits(X)
         if self.out_activation_ == "softmax":
             return scipy.special.softmax(Z, axis=1)
@@ -799,7 +859,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     (n_samples, k) k outputs.
 
     Parameters are scikit-learn's (see `sklearn.neural_network.MLPRegressor`), without
-    `loss`, plus `dropout`. Attributes as `MLPClassifier`'s, without
+    `loss`, plus `dropout` and `ensemble` (k networks from k seeds, predictions averaged;
+    as `MLPClassifier`'s). Attributes as `MLPClassifier`'s, without
     classes_. For k > 1 outputs the loss sums the k squared errors (scikit-learn averages
     them), so loss_curve_ is k times scikit-learn's; validation_scores_ are R² averaged over
     the outputs, as `r2_score`.
@@ -831,7 +892,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return float(r2_score(Y, A, sample_weight=w))
 
     def predict(self, X):
-        """Predictions (n_samples,) for 1-D training targets, else (n_samples, k)."""
+        """Predictions (n_samples,) for 1-D training targets, else (n_samples, k); an
+        ensemble's: its members' mean."""
+        if "estimators_" in self.__dict__:
+            return np.mean([m.predict(X) for m in self.estimators_], axis=0)
         Z = self._logits(X)  # identity output: A^L = Z^L
         return Z[:, 0] if self.n_outputs_ == 1 else Z
 

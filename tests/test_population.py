@@ -220,8 +220,8 @@ def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
     Xc, Yc = jax.numpy.asarray(X.T), jax.numpy.asarray(np.eye(5)[y].T)
 
     def footprint(k):
-        p = population._stack([params] * k)
-        s = population._stack([opt.init(params)] * k)
+        p = jax.tree.map(lambda x: jax.numpy.stack([x] * k), params)
+        s = jax.tree.map(lambda x: jax.numpy.stack([x] * k), opt.init(params))
         cfg = population._Static(32, True, 0.0, False)
         compiled = population._epoch_over(net, opt, cfg, None).lower(
             p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"),
