@@ -15,6 +15,7 @@ import os
 import pathlib
 import sys
 import time
+import traceback
 
 # Four thread pools share the cores in one process (XLA's, torch's OpenMP, NumPy's BLAS,
 # scikit-learn's OpenMP). An OpenMP pool spins after its work by default, taking the cores
@@ -76,18 +77,27 @@ def main(argv):
         f"scikit-learn {env['sklearn']} · float32 unless stated")
     if env["warning"]:
         print(env["warning"], flush=True)
-    t_all = time.perf_counter()
+    t_all, failed = time.perf_counter(), []
     for name in names:
         print(f"[{name}] running...", flush=True)
-        payload["results"][name], section = run_suite(name, quick, out, base)
+        try:
+            payload["results"][name], section = run_suite(name, quick, out, base)
+        except Exception as e:  # one suite's failure loses neither the others nor the report
+            traceback.print_exc()
+            failed.append(name)
+            payload["results"][name] = {"error": f"{type(e).__name__}: {e}"}
+            section = [f"## {TITLES[name]}", "", f"**Failed:** `{type(e).__name__}: "
+                       f"{str(e).splitlines()[0] if str(e) else ''}`", ""]
         md += section
-        print(section[2], f"\n[{name}] {payload['results'][name]['seconds']:.1f} s\n",
+        print(section[2], f"\n[{name}] {payload['results'][name].get('seconds', 0):.1f} s\n",
               flush=True)
         harness.write_json(out / f"{base}.json", payload)  # after each suite: nothing lost
     payload["seconds"] = time.perf_counter() - t_all
     harness.write_json(out / f"{base}.json", payload)
     (out / f"{base}.md").write_text("\n".join(md) + "\n")
     print(f"wrote {out / base}.json and .md ({payload['seconds']:.0f} s in all)")
+    if failed:
+        sys.exit(f"failed suites: {', '.join(failed)} (their tracebacks above)")
 
 
 if __name__ == "__main__":
