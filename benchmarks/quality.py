@@ -187,6 +187,7 @@ def run_dataset(name, seed=0):
 
 def main(argv):
     del argv
+    jaxbp.use_cpu_cores()  # the populations spread over every core (before any JAX work)
     env = harness.environment()
     results = []
     for name in _DATASETS.value:
