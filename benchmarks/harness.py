@@ -97,8 +97,11 @@ def measure(variants: dict[str, Prepared], rounds=7, min_time=0.05, warmup=2, ma
 def paired_ratio(stats, slow, fast):
     """(median, q1, q3) of the per-round ratios slow/fast. The rounds interleave the variants,
     so each round's ratio compares times taken moments apart: drift of the machine between
-    rounds cancels, and the quartiles say how well the ratio is resolved."""
-    r = np.asarray(stats[slow]["samples_s"]) / np.asarray(stats[fast]["samples_s"])
+    rounds cancels, and the quartiles say how well the ratio is resolved. Times are per unit
+    of work (an example, an epoch) where the two variants' calls do different amounts of it."""
+    per_unit = {k: np.asarray(stats[k]["samples_s"]) / stats[k].get("units", 1)
+                for k in (slow, fast)}
+    r = per_unit[slow] / per_unit[fast]
     q1, med, q3 = np.percentile(r, [25, 50, 75])
     return float(med), float(q1), float(q3)
 
@@ -154,6 +157,16 @@ def backend_warning(backend, jax_platforms, hints):
     return None
 
 
+def thread_pools():
+    """The native thread pools loaded so far (NumPy's BLAS, OpenMP runtimes) and their sizes,
+    as threadpoolctl (a scikit-learn dependency) reports them; torch sets its own per variant
+    (`models.prepare_torch`), XLA's CPU client one thread per core."""
+    from threadpoolctl import threadpool_info
+
+    return [{k: pool.get(k) for k in ("user_api", "internal_api", "num_threads")}
+            for pool in threadpool_info()]
+
+
 def environment(dtype="float32"):
     dev = jax.devices()[0]
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -174,6 +187,7 @@ def environment(dtype="float32"):
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "jax_platforms": os.environ.get("JAX_PLATFORMS", ""),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+        "thread_pools": thread_pools(),
     }
     env["warning"] = backend_warning(env["backend"], env["jax_platforms"], gpu_hints())
     return env

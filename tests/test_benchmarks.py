@@ -79,6 +79,9 @@ def test_paired_ratio_compares_round_by_round():
     assert fmt_ratio(stats, "slow", "fast") == "2.000× (2.00–2.00)"
     stats["fast"]["samples_s"] = [1.0, 2.0, 4.0]  # ratios 2, 3, 1: median 2, quartiles 1.5–2.5
     assert paired_ratio(stats, "slow", "fast") == (2.0, 1.5, 2.5)
+    # calls doing different work (scikit-learn's call trains 3 epochs, jaxbp's one): per unit
+    stats = {"three": {"samples_s": [6.0, 3.0], "units": 3}, "one": {"samples_s": [1.0, 0.5]}}
+    assert paired_ratio(stats, "three", "one") == (2.0, 2.0, 2.0)
 
 
 # --- GPU readiness: peaks, device naming, check_gpu's runner ---------------------------------
