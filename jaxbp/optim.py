@@ -13,7 +13,7 @@ and one line there, all in this module.
 import dataclasses
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +61,9 @@ class SGD:
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    # What a population's members may set each for themselves in one compiled program (traced
+    # values, not constants); momentum 0 or not shapes the state, so that stays in common.
+    PER_MEMBER: ClassVar[tuple] = ("momentum",)
 
     def init(self, params):
         if self.momentum == 0.0:
@@ -74,7 +77,7 @@ class SGD:
         if wd != 0.0:
             grads = _tree_map(lambda g, p: g + wd * p, grads, params)
         velocity = state.velocity
-        if mu != 0.0:
+        if not (isinstance(velocity, tuple) and velocity == ()):  # momentum != 0 (init's ())
             velocity = _tree_map(lambda b, g: mu * b + g, velocity, grads)
             if self.nesterov:
                 grads = _tree_map(lambda g, b: g + mu * b, grads, velocity)
@@ -107,6 +110,7 @@ class Adam:
     eps: float = 1e-8
     weight_decay: float = 0.0
     decoupled: bool = False
+    PER_MEMBER: ClassVar[tuple] = ("b1", "b2", "eps")  # as SGD's
 
     def init(self, params):
         # Two separate zero trees: the step donates the state, and one buffer cannot be

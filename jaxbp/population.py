@@ -94,6 +94,7 @@ class _Member:
     batch_size: int
     schedule: Any
     shuffle: bool
+    opt: Any  # its optimizer (lr aside: `lr` above)
 
     def lr_at(self, epoch, epochs):
         """The learning rate of epoch `epoch`, as `fit` computes it."""
@@ -102,22 +103,35 @@ class _Member:
     def group(self):
         """What shapes the compiled program: members that share it train as one vmap."""
         return (len(self.rows), 0 if self.val is None else len(self.val), self.batch_size,
-                self.dropout, self.shuffle)
+                self.dropout, self.shuffle, optimizer_kind(self.opt))
 
 
-def _population_epoch(net, opt, cfg, params, state, X, Y, rows, weights, keys, epoch, lr,
-                      alpha, active):
+def optimizer_kind(opt):
+    """What of an optimizer shapes the compiled program: its class and fields, except the
+    learning rate and the fields its members may set each (`PER_MEMBER`), of which only
+    whether they are 0 (SGD's momentum 0 keeps no velocity)."""
+    fields = [f.name for f in dataclasses.fields(opt)]
+    return (type(opt).__name__,
+            *((f, getattr(opt, f)) for f in fields if f != "lr" and f not in opt.PER_MEMBER),
+            *((f, getattr(opt, f) == 0) for f in opt.PER_MEMBER))
+
+
+def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, weights, keys, epoch,
+                      lr, alpha, hyper, active):
     """One epoch of a group: every member's order alone, then the vmapped epoch body on its
-    own rows (columns `rows[i]` of X and Y, weights w_i on them); members not active keep
-    their parameters and state."""
+    own rows (columns `rows[i]` of X and Y, weights w_i on them) and with its own values of
+    the optimizer's fields `varying` (hyper[i]); members not active keep their parameters and
+    state."""
     m = rows.shape[1]
     orders, k_drops = jax.lax.map(lambda key: _epoch_order(cfg, key, epoch, m), keys)
 
-    def member(p, s, r, w, order, k_drop, lr, alpha):
-        return _epoch_in_order(net, opt, cfg, p, s, X[:, r], Y[:, r], w[r], order, k_drop, lr,
+    def member(p, s, r, w, order, k_drop, lr, alpha, h):
+        own = dataclasses.replace(opt, **{f: h[j] for j, f in enumerate(varying)})
+        return _epoch_in_order(net, own, cfg, p, s, X[:, r], Y[:, r], w[r], order, k_drop, lr,
                                alpha)
 
-    new_p, new_s, J = jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha)
+    new_p, new_s, J = jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha,
+                                       hyper)
     return _where(active, new_p, params), _where(active, new_s, state), J
 
 
@@ -142,16 +156,16 @@ def _split(*stacked):
 
 
 @functools.lru_cache(maxsize=64)
-def _epoch_over(net, opt, cfg, mesh):
+def _epoch_over(net, opt, varying, cfg, mesh):
     """The group's compiled epoch; with a mesh, each device runs the epoch of its own slice of
     the members (`shard_map`: the members never communicate, so nothing is exchanged)."""
-    body = functools.partial(_population_epoch, net, opt, cfg)
+    body = functools.partial(_population_epoch, net, opt, varying, cfg)
     if mesh is None:
         return jax.jit(body)
     each, every = P("members"), P()
     return jax.jit(jax.shard_map(body, mesh=mesh, out_specs=each,
                                  in_specs=(each, each, every, every, each, each, each, every,
-                                           each, each, each)))
+                                           each, each, each, each)))
 
 
 _scores = jax.jit(_population_scores, static_argnums=0)
@@ -165,6 +179,11 @@ def _per_member(name, value, k, check):
         raise ValueError(f"{name}: expected one value or {k} (one per member), got "
                          f"{len(values)}")
     return [check(name, v) for v in values]
+
+
+def _optimizer(name, v):
+    optim.check_is_optimizer(v)
+    return v
 
 
 def _bool(name, v):
@@ -226,9 +245,10 @@ def _members(net, y, keys, rows, settings, validation_fraction, validation_rows)
                                                             validation_fraction)
         if split is not None:
             train, val = train[split[0]], train[split[1]]
-        lr, alpha, dropout, schedule, batch_size, shuffle = (values[i] for values in settings)
+        lr, alpha, dropout, schedule, batch_size, shuffle, opt = (values[i]
+                                                                 for values in settings)
         members.append(_Member(train, val, key, lr, alpha, dropout, min(batch_size, len(train)),
-                               schedule, shuffle))
+                               schedule, shuffle, opt))
     return members
 
 
@@ -248,6 +268,9 @@ class _Group(NamedTuple):
     dtype: Any
     pad: int = 0
     mesh: Any = None  # a 1-D "members" mesh: each device trains a slice of the members
+    opt: Any = None  # the program's optimizer: the members', but for the fields in `varying`
+    varying: tuple = ()  # the optimizer's fields whose values differ between the members...
+    hyper: Any = None  # ...and their values, (members, len(varying))
 
     def lr(self, epoch, epochs):
         """The members' learning rates of epoch `epoch`, as `fit` passes its one."""
@@ -272,16 +295,21 @@ def _group(members, idx, w, dtype, mesh):
     """The group of members `idx`, padded to a multiple of the mesh's devices."""
     pad = 0 if mesh is None else -len(idx) % mesh.size
     ms = [members[i] for i in idx]
+    opts = [m.opt for m in ms]
+    varying = tuple(f for f in opts[0].PER_MEMBER if len({getattr(o, f) for o in opts}) > 1)
     g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle, ms[0].dropout,
                             max(m.alpha for m in ms) > 0),
-               None, None, None, None, None, ms, dtype, pad, mesh)
+               None, None, None, None, None, ms, dtype, pad, mesh,
+               dataclasses.replace(opts[0], lr=1.0, **dict.fromkeys(varying, 0.5)), varying)
     ms = ms + [ms[-1]] * pad  # a new list: specs keeps the members only
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
     return g._replace(rows=g.place(jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32)),
                       val_rows=None if val is None else g.place(jnp.asarray(val)),
                       weights=g.place(jnp.asarray(w[idx + [idx[-1]] * pad], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
-                      alpha=np.asarray([m.alpha for m in ms], dtype))
+                      alpha=np.asarray([m.alpha for m in ms], dtype),
+                      hyper=np.asarray([[getattr(m.opt, f) for f in varying] for m in ms],
+                                       dtype).reshape(len(ms), len(varying)))
 
 
 def member_bytes(net, opt, params, m, batch_size):
@@ -299,13 +327,14 @@ def member_bytes(net, opt, params, m, batch_size):
                        + 2 * m * (net.sizes[0] + net.sizes[-1] + 1))
 
 
-def _members_per_chunk(net, opt, params, members, memory):
+def _members_per_chunk(net, params, members, memory):
     """How many members one program call may train within `memory` bytes (at least 1)."""
     if memory is None:
         stats = jax.devices()[0].memory_stats() or {}
         memory = stats.get("bytes_limit", 4 << 30) // 2
-    largest = member_bytes(net, opt, params, max(len(m.rows) for m in members),
-                           max(m.batch_size for m in members))  # grows with both: a bound
+    opts = {optimizer_kind(m.opt): m.opt for m in members}.values()  # one of each kind
+    largest = max(member_bytes(net, opt, params, max(len(m.rows) for m in members),
+                               max(m.batch_size for m in members)) for opt in opts)
     return max(1, int(validate.positive_int("memory", memory) // largest))
 
 
@@ -338,10 +367,11 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
             member (batch_size: min(batch_size or 200, its training rows); the validation
             fraction is held out of each member's rows with its key).
         keys: k int seeds or PRNG keys, one per member.
-        opt: the optimizer (default Adam, lr 1e-3); its hyperparameters other than the
-            learning rate are shared by the members.
+        opt: the optimizer (default Adam, lr 1e-3), or k of them, one per member: members
+            whose optimizers differ only in lr and the fields of their class's `PER_MEMBER`
+            (Adam's b1, b2, eps; SGD's momentum) share a compiled program.
         lr, alpha, dropout, schedule, batch_size, shuffle: one value for every member, or k
-            values (lr default: opt.lr; schedule: a name or a `Schedule`, as for `fit`).
+            values (lr default: each opt's lr; schedule: a name or a `Schedule`, as `fit`).
         rows: k arrays of row indices into X, each member's rows (e.g. the training folds of
             a cross-validation); default: every row for every member.
         validation_rows: k arrays of row indices into X, each member's validation rows (e.g.
@@ -363,8 +393,6 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     if not isinstance(net, MLP):
         raise TypeError(f"net: expected a jaxbp.MLP, got {type(net).__name__}")
     backends.compilation_cache()
-    opt = optim.adam(1e-3) if opt is None else opt
-    optim.check_is_optimizer(opt)
     if isinstance(keys, (int, np.integer)) or len(keys) < 1:
         raise ValueError(f"keys: expected a sequence of k >= 1 seeds or keys, got {keys!r:.60}")
     keys = [validate.prng_key(key) for key in keys]
@@ -374,13 +402,14 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     if validation_rows is not None:
         validation_rows = _member_rows(validation_rows, X.shape[0], k, "validation_rows")
     w = _member_weights(sample_weight, rows, X.shape[0], k)
-    settings = (_per_member("lr", opt.lr if lr is None else lr, k, _positive),
+    opts = _per_member("opt", optim.adam(1e-3) if opt is None else opt, k, _optimizer)
+    settings = (_per_member("lr", [o.lr for o in opts] if lr is None else lr, k, _positive),
                 _per_member("alpha", alpha, k, validate.non_negative),
                 _per_member("dropout", dropout, k, validate.fraction),
                 _per_member("schedule", schedule, k, lambda name, v: as_schedule(v)),
                 _per_member("batch_size", 200 if batch_size is None else batch_size, k,
                             validate.positive_int),
-                _per_member("shuffle", shuffle, k, _bool))
+                _per_member("shuffle", shuffle, k, _bool), opts)
     members = _members(net, np.asarray(y), keys, rows, settings,
                        validate.fraction("validation_fraction", validation_fraction),
                        validation_rows)
@@ -389,7 +418,7 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     hooks = None if callback is None and on_epoch_end is None else _Hooks(
         _per_member("callback", callback, k, _callable),
         _per_member("on_epoch_end", on_epoch_end, k, _callable), keys)
-    return _train(net, opt, X, Y, w, members, validate.positive_int("epochs", epochs),
+    return _train(net, X, Y, w, members, validate.positive_int("epochs", epochs),
                   stopping, restore_best, progress, memory, hooks, _devices(devices))
 
 
@@ -403,28 +432,29 @@ def _devices(devices):
     return list(devices)
 
 
-def _train(net, opt, X, Y, w, members, epochs, stopping, restore_best, progress, memory,
-           hooks, devices):
+def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memory, hooks,
+           devices):
     """Place the groups on the device, run the epochs, gather the members back in order."""
     params = _init_all(net, [m.key for m in members])
-    states = jax.vmap(opt.init)(params)
     first = validate.params(net, jax.tree.map(lambda x: x[0], params))
     dtype = validate.param_dtype(first)
     Xc = validate.inputs(net, first, X.T)
     Yc = validate.targets(net, first, Y, m=X.shape[0])
     mesh = None if len(devices) == 1 else Mesh(np.asarray(devices), ("members",))
-    chunk = _members_per_chunk(net, opt, first, members, memory) * len(devices)
+    chunk = _members_per_chunk(net, first, members, memory) * len(devices)
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
         groups[m.group()].append(i)
     groups = [_group(members, idx[at:at + chunk], w, dtype, mesh)
               for idx in groups.values() for at in range(0, len(idx), chunk)]
-    carry = [list(g.place(_take((params, states), g.members + g.members[-1:] * g.pad)))
-             for g in groups]
+    carry = []
+    for g in groups:
+        p = _take(params, g.members + g.members[-1:] * g.pad)
+        carry.append(list(g.place((p, jax.vmap(g.opt.init)(p)))))
     for c in carry:
         c.append(c[0])  # the best parameters so far
     done = {}  # member -> (params, state, best params) of the members compacted away
-    history = _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done)
+    history = _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done)
     for g, c in zip(groups, carry, strict=True):
         done |= dict(zip(g.members, _split(*c)[:len(g.members)], strict=True))
     k = len(members)
@@ -436,14 +466,14 @@ def _train(net, opt, X, Y, w, members, epochs, stopping, restore_best, progress,
                             stopping.stopped, [m.key for m in members], stopping.diverged)
 
 
-def _run(net, opt, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done):
+def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done):
     """The epochs: each group's program dispatched, the members' records read back, the
     early-stopping rule and the hooks applied per member; until every member has stopped."""
     history = collections.defaultdict(list)
     bar = _progress_bar(progress, epochs)
     try:
         for epoch in range(epochs):
-            record = _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, stopping.active)
+            record = _dispatch(net, groups, carry, Xc, Yc, epoch, epochs, stopping.active)
             ran, improved = stopping.update(epoch, record)
             for g, c in zip(groups, carry, strict=True):
                 if stopping.early_stopping and improved[g.members].any():  # else never read
@@ -484,19 +514,19 @@ def _compact(groups, carry, active, done):
             kept_groups.append(new._replace(
                 rows=new.place(g.rows[at]), weights=new.place(g.weights[at]),
                 val_rows=None if g.val_rows is None else new.place(g.val_rows[at]),
-                keys=new.place(g.keys[at]), alpha=g.alpha[at]))
+                keys=new.place(g.keys[at]), alpha=g.alpha[at], hyper=g.hyper[at]))
     return kept_groups, kept_carry
 
 
-def _dispatch(net, opt, groups, carry, Xc, Yc, epoch, epochs, active):
+def _dispatch(net, groups, carry, Xc, Yc, epoch, epochs, active):
     """Epoch `epoch` of every group (members not active keep their parameters); returns the
     members' record of it, read back: train_cost, lr, and val_cost, val_score."""
     out, lrs = [], []
     for g, c in zip(groups, carry, strict=True):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
-        c[0], c[1], J = _epoch_over(net, opt, g.cfg, g.mesh)(
+        c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg, g.mesh)(
             c[0], c[1], Xc, Yc, g.rows, g.weights, g.keys, np.int32(epoch), lrs[-1], g.alpha,
-            g.mask(active))
+            g.hyper, g.mask(active))
         out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
     record = _record(groups, out, len(active))
     record["lr"] = np.empty(len(active))

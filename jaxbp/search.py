@@ -27,7 +27,7 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 from sklearn.pipeline import Pipeline
 
 from jaxbp.fit import DivergenceError
-from jaxbp.population import fit_population
+from jaxbp.population import fit_population, optimizer_kind
 
 
 class _Trained:
@@ -108,20 +108,20 @@ def _prepared_fits(estimator, X, y, candidates, splits):
 
 
 def _programs(fits):
-    """The prepared fits grouped by what one population shares: net, optimizer, epochs."""
+    """The prepared fits grouped by what one population shares: the net, the epochs and the
+    kind of optimizer (its values of beta_1, beta_2, epsilon, momentum may differ)."""
     groups = {}
     for fit in fits:
         prepared = fit[2]
-        program = (prepared.net, prepared.kwargs["opt"], prepared.kwargs["epochs"])
+        program = (prepared.net, prepared.kwargs["epochs"], optimizer_kind(prepared.kwargs["opt"]))
         groups.setdefault(program, []).append(fit)
     return groups
 
 
-def train(program, fits):
+def train(net, epochs, fits):
     """One population for the prepared fits [(key, estimator, `_Prepared`, warnings)] of one
-    program; returns each member's result finished by its estimator (a `_Trained`: the
-    fitted state, or the error its own fit would have raised), in order."""
-    net, opt, epochs = program
+    net and epoch count; returns each member's result finished by its estimator (a
+    `_Trained`: the fitted state, or the error its own fit would have raised), in order."""
     sizes = [len(prepared.X) for _, _, prepared, _ in fits]
     starts = np.cumsum([0, *sizes])
     w = np.zeros((len(fits), starts[-1]))
@@ -135,7 +135,7 @@ def train(program, fits):
 
     res = fit_population(
         net, np.concatenate([p.X for _, _, p, _ in fits]),
-        np.concatenate([p.Y for _, _, p, _ in fits]), keys=each("key"), opt=opt,
+        np.concatenate([p.Y for _, _, p, _ in fits]), keys=each("key"), opt=each("opt"),
         alpha=each("alpha"), dropout=each("dropout"), schedule=each("schedule"),
         batch_size=each("batch_size"), shuffle=each("shuffle"), callback=each("callback"),
         on_epoch_end=each("on_epoch_end"), epochs=epochs, sample_weight=w, progress=False,
@@ -164,7 +164,7 @@ def _search(search, fit, X, y, params, candidates):
     entries = {}
     for program, fits in _programs(_prepared_fits(search.estimator, X, y, candidates,
                                                   splits)).items():
-        entries |= zip([fit[0] for fit in fits], train(program, fits), strict=True)
+        entries |= zip([fit[0] for fit in fits], train(*program[:2], fits), strict=True)
     n_jobs, search.n_jobs = search.n_jobs, None  # the trained fits are in this process
     PRETRAINED.using(entries)
     try:

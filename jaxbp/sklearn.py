@@ -468,8 +468,8 @@ class _BaseMLP(BaseEstimator):
                     warnings.simplefilter("always")
                     prepared = member._prepare(X, y, sample_weight, False, None)
                 fits.append((None, member, prepared, caught))
-            program = (prepared.net, prepared.kwargs["opt"], prepared.kwargs["epochs"])
-            for member, trained in zip(members, search.train(program, fits), strict=True):
+            trained_fits = search.train(prepared.net, prepared.kwargs["epochs"], fits)
+            for member, trained in zip(members, trained_fits, strict=True):
                 trained.restore(member)
         for name in (*_FITTED, "validation_loss_curve_", "_opt", "_opt_state"):
             self.__dict__.pop(name, None)  # an ensemble's networks are its members'

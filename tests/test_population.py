@@ -223,10 +223,10 @@ def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
         p = jax.tree.map(lambda x: jax.numpy.stack([x] * k), params)
         s = jax.tree.map(lambda x: jax.numpy.stack([x] * k), opt.init(params))
         cfg = population._Static(32, True, 0.0, False)
-        compiled = population._epoch_over(net, opt, cfg, None).lower(
+        compiled = population._epoch_over(net, opt, (), cfg, None).lower(
             p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"),
             jax.numpy.ones((k, 300)), jax.random.split(jax.random.key(0), k), np.int32(0),
-            np.zeros(k), np.zeros(k), np.ones(k, bool)).compile()
+            np.zeros(k), np.zeros(k), np.zeros((k, 0)), np.ones(k, bool)).compile()
         mem = compiled.memory_analysis()
         return (mem.argument_size_in_bytes + mem.output_size_in_bytes
                 + mem.temp_size_in_bytes)
@@ -307,7 +307,7 @@ SHARDED = textwrap.dedent(r"""
         epoch = original(*static)
         def spy(*args):
             out = epoch(*args)
-            calls.append((static[3], epoch, args, len(out[0][0][0].sharding.device_set)))
+            calls.append((static[-1], epoch, args, len(out[0][0][0].sharding.device_set)))
             return out
         return spy
 
@@ -352,3 +352,27 @@ def test_use_cpu_cores_refuses_once_jax_has_started():
         jaxbp.use_cpu_cores(2)
     with pytest.raises(ValueError, match=r"^n: expected a number of devices >= 1, got 0"):
         jaxbp.use_cpu_cores(0)
+
+
+def test_members_with_their_own_optimizer_settings_share_a_program():
+    """k optimizers, one per member: Adam's β1, β2, ε and SGD's momentum differ from member
+    to member inside one compiled program each (traced values), an optimizer of another
+    class or weight decay in a program of its own; every member equals `fit` alone with its
+    own optimizer (float64, rtol 1e-12)."""
+    X, y = problem()
+    opts = [jaxbp.optim.adam(1e-2, b1=0.9, b2=0.999, eps=1e-8),
+            jaxbp.optim.adam(3e-2, b1=0.8, b2=0.99, eps=1e-6),
+            jaxbp.optim.adam(1e-2, b1=0.95, b2=0.9, eps=1e-3),
+            jaxbp.optim.sgd(0.1, momentum=0.9, nesterov=True),
+            jaxbp.optim.sgd(0.05, momentum=0.5, nesterov=True),
+            jaxbp.optim.adam(1e-2, weight_decay=1e-3)]
+    with members_per_call() as sizes:
+        res = fit_population(NET, X, y, keys=range(6), opt=opts, epochs=3, batch_size=16,
+                             progress=False)
+    assert sorted(sizes[:3]) == [1, 2, 3]  # Adam ×3, SGD ×2, Adam with weight decay
+    for i, opt in enumerate(opts):
+        want = alone(X, y, np.arange(60), i, opt.lr, 0.0, 0.0, np.ones(60), 3, 16, opt)
+        assert_same_run(res.member(i), want, f"member {i}: {opt}")
+    with pytest.raises(TypeError, match=r"^opt: expected "):
+        fit_population(NET, X, y, keys=range(2), opt=[opts[0], "adam"], epochs=1,
+                       progress=False)

@@ -90,6 +90,26 @@ def test_randomized_search_of_a_regressor_equals_scikit_learns(counted):
     _same_search(ours, theirs, X)
 
 
+def test_a_grid_over_the_optimizers_settings_is_one_population(counted):
+    """Adam's beta_1, beta_2 and epsilon, and SGD's momentum, vary inside one population
+    each (traced values of the program): a grid over them trains 2 populations, not 8, and
+    the results equal scikit-learn's search."""
+    ds = datasets.load("breast_cancer")
+    X, y = ds.X, ds.y
+    est = make_pipeline(StandardScaler(), jsk.MLPClassifier(hidden_layer_sizes=(4,),
+                                                            max_iter=6, random_state=0))
+    grid = [{"mlpclassifier__beta_1": [0.9, 0.8], "mlpclassifier__beta_2": [0.999, 0.99],
+             "mlpclassifier__epsilon": [1e-8, 1e-6]},
+            {"mlpclassifier__solver": ["sgd"], "mlpclassifier__momentum": [0.9, 0.5]}]
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y)
+        assert sorted(counted["populations"]) == [4, 16]
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
+    _same_search(ours, theirs, X)
+
+
 def test_what_no_population_trains_runs_one_by_one(counted):
     """solver='lbfgs' candidates run one by one beside the adam ones' population; a
     candidate whose fits diverge fails as in scikit-learn (error_score, FitFailedWarning)."""
