@@ -89,8 +89,9 @@ def backward(net, params, cache, Y, weights=None):
 
 def dropout_masks(net, key, p, m, dtype):
     """(None, M^1, ..., M^{L-1}) for inverted dropout with probability p: M^l (n_l, m) holds
-    0 or 1/(1 − p), drawn from `key`; () when p = 0."""
-    if p == 0.0:
+    0 or 1/(1 − p), drawn from `key`; () when p = 0. p may be traced (a population's members
+    each their own p > 0)."""
+    if not isinstance(p, jax.Array) and p == 0.0:
         return ()
     keys = jax.random.split(key, net.L)
     # Uniforms in the network's float type (float32 at least): a Python float p would draw

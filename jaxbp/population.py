@@ -8,12 +8,14 @@ differentiation), so member i computes what `fit` computes alone on its rows:
     fit_population(net, X, y, keys=[0, 1, 2], lr=[1e-3, 3e-3, 1e-2], rows=folds)
     member i  ==  fit(net, X[rows[i]], y[rows[i]], key=keys[i], opt=adam(lr[i]), ...)
 
-Members with the same number of training and validation rows, batch size, dropout
-probability and shuffle setting (all shape the compiled program) form a group: one vmapped
-program each, dispatched one after another every epoch; a group too large for `memory=`
-splits into chunks (`member_bytes`). Each member's epoch order is drawn alone (`lax.map`):
-XLA's random-bit generator, batched by vmap, would draw one stream for the whole batch of
-keys.
+Members with the same number of training and validation rows, batch size, shuffle setting,
+kind of optimizer (`optimizer_kind`) and dropout on or off (all shape the compiled program)
+form a group: one vmapped program each, dispatched one after another every epoch; within a
+group the dropout probabilities and optimizer settings that differ (Adam's b1, b2, eps, SGD's
+momentum) are traced values, those that all share are compiled in, as in `fit`; a group too
+large for `memory=` splits into chunks (`member_bytes`). Each member's epoch order is drawn
+alone (`lax.map`): XLA's random-bit generator, batched by vmap, would draw one stream for the
+whole batch of keys.
 
 Each member holds out its own validation rows (a fraction of its rows chosen with its key,
 as `fit` does, or rows given) and stops on its own (`fit`'s early-stopping rule); a stopped
@@ -103,13 +105,17 @@ class _Member:
     def group(self):
         """What shapes the compiled program: members that share it train as one vmap."""
         return (len(self.rows), 0 if self.val is None else len(self.val), self.batch_size,
-                self.dropout, self.shuffle, optimizer_kind(self.opt))
+                self.dropout > 0, self.shuffle, optimizer_kind(self.opt))
+
+    def value(self, field):
+        """Its value of a field that may vary within a group: dropout, or its optimizer's."""
+        return self.dropout if field == "dropout" else getattr(self.opt, field)
 
 
 def optimizer_kind(opt):
-    """What of an optimizer shapes the compiled program: its class and fields, except the
-    learning rate and the fields its members may set each (`PER_MEMBER`), of which only
-    whether they are 0 (SGD's momentum 0 keeps no velocity)."""
+    """What of an optimizer shapes a population's compiled program: its class and fields,
+    except the learning rate and the fields members may set each (`PER_MEMBER`), of which
+    only whether they are 0 (SGD's momentum 0 keeps no velocity)."""
     fields = [f.name for f in dataclasses.fields(opt)]
     return (type(opt).__name__,
             *((f, getattr(opt, f)) for f in fields if f != "lr" and f not in opt.PER_MEMBER),
@@ -126,9 +132,11 @@ def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, weights
     orders, k_drops = jax.lax.map(lambda key: _epoch_order(cfg, key, epoch, m), keys)
 
     def member(p, s, r, w, order, k_drop, lr, alpha, h):
-        own = dataclasses.replace(opt, **{f: h[j] for j, f in enumerate(varying)})
-        return _epoch_in_order(net, own, cfg, p, s, X[:, r], Y[:, r], w[r], order, k_drop, lr,
-                               alpha)
+        values = {f: h[j] for j, f in enumerate(varying)}
+        own_cfg = dataclasses.replace(cfg, dropout=values.pop("dropout", cfg.dropout))
+        own = dataclasses.replace(opt, **values)
+        return _epoch_in_order(net, own, own_cfg, p, s, X[:, r], Y[:, r], w[r], order, k_drop,
+                               lr, alpha)
 
     new_p, new_s, J = jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha,
                                        hyper)
@@ -269,7 +277,7 @@ class _Group(NamedTuple):
     pad: int = 0
     mesh: Any = None  # a 1-D "members" mesh: each device trains a slice of the members
     opt: Any = None  # the program's optimizer: the members', but for the fields in `varying`
-    varying: tuple = ()  # the optimizer's fields whose values differ between the members...
+    varying: tuple = ()  # the fields (dropout, the optimizer's) that differ between members...
     hyper: Any = None  # ...and their values, (members, len(varying))
 
     def lr(self, epoch, epochs):
@@ -295,12 +303,14 @@ def _group(members, idx, w, dtype, mesh):
     """The group of members `idx`, padded to a multiple of the mesh's devices."""
     pad = 0 if mesh is None else -len(idx) % mesh.size
     ms = [members[i] for i in idx]
-    opts = [m.opt for m in ms]
-    varying = tuple(f for f in opts[0].PER_MEMBER if len({getattr(o, f) for o in opts}) > 1)
-    g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle, ms[0].dropout,
+    varying = tuple(f for f in ("dropout", *ms[0].opt.PER_MEMBER)
+                    if len({m.value(f) for m in ms}) > 1)  # traced; the others compiled in
+    placeholders = dict.fromkeys(varying, 0.5)  # > 0, as every member's value (`group`)
+    g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle,
+                            placeholders.pop("dropout", ms[0].dropout),
                             max(m.alpha for m in ms) > 0),
                None, None, None, None, None, ms, dtype, pad, mesh,
-               dataclasses.replace(opts[0], lr=1.0, **dict.fromkeys(varying, 0.5)), varying)
+               dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
     ms = ms + [ms[-1]] * pad  # a new list: specs keeps the members only
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
     return g._replace(rows=g.place(jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32)),
@@ -308,7 +318,7 @@ def _group(members, idx, w, dtype, mesh):
                       weights=g.place(jnp.asarray(w[idx + [idx[-1]] * pad], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
                       alpha=np.asarray([m.alpha for m in ms], dtype),
-                      hyper=np.asarray([[getattr(m.opt, f) for f in varying] for m in ms],
+                      hyper=np.asarray([[m.value(f) for f in varying] for m in ms],
                                        dtype).reshape(len(ms), len(varying)))
 
 

@@ -70,7 +70,8 @@ def assert_same_run(got, want, what):
 @pytest.mark.parametrize("dropout", [0.0, 0.25, [0.0, 0.25, 0.25, 0.1, 0.0]])
 def test_each_member_is_fit_alone(dropout):
     """Five members (all 60 rows, or 45 rows whose last batch of 16 is ragged; one dropout
-    probability for all or one each, so two to five groups), each with its own key, learning
+    probability for all or one each: with and without dropout in groups apart, 0.25 and 0.1
+    in one group, traced), each with its own key, learning
     rate, alpha and weights: each member's parameters, optimizer state and costs equal `fit`
     alone (float64, rtol 1e-12). On XLA's CPU backend they came out bit for bit equal when
     groups hold two or more members; a group of one member differed by 1 ulp in 3 of 32
