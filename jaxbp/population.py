@@ -125,7 +125,7 @@ def optimizer_kind(opt):
 def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, weights, keys, epoch,
                       lr, alpha, hyper, active):
     """One epoch of a group: every member's order alone, then the vmapped epoch body on its
-    own rows (columns `rows[i]` of X and Y, weights w_i on them) and with its own values of
+    own rows (columns `rows[i]` of X and Y, in its order; weights w_i) and with its own values of
     the optimizer's fields `varying` (hyper[i]); members not active keep their parameters and
     state."""
     m = rows.shape[1]
@@ -135,8 +135,8 @@ def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, weights
         values = {f: h[j] for j, f in enumerate(varying)}
         own_cfg = dataclasses.replace(cfg, dropout=values.pop("dropout", cfg.dropout))
         own = dataclasses.replace(opt, **values)
-        return _epoch_in_order(net, own, own_cfg, p, s, X[:, r], Y[:, r], w[r], order, k_drop,
-                               lr, alpha)
+        # its rows in its epoch's order, as indices into X: one gather of each batch's columns
+        return _epoch_in_order(net, own, own_cfg, p, s, X, Y, w, r[order], k_drop, lr, alpha)
 
     new_p, new_s, J = jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha,
                                        hyper)
@@ -308,7 +308,7 @@ def _group(members, idx, w, dtype, mesh):
     placeholders = dict.fromkeys(varying, 0.5)  # > 0, as every member's value (`group`)
     g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle,
                             placeholders.pop("dropout", ms[0].dropout),
-                            max(m.alpha for m in ms) > 0),
+                            max(m.alpha for m in ms) > 0, gather_in_step=True),
                None, None, None, None, None, ms, dtype, pad, mesh,
                dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
     ms = ms + [ms[-1]] * pad  # a new list: specs keeps the members only
