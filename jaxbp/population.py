@@ -290,7 +290,7 @@ class _Group(NamedTuple):
 
     def mask(self, flags):
         """The members' flags (indexed by member number), False for the padding members."""
-        return jnp.asarray(np.concatenate([flags[self.members], np.zeros(self.pad, bool)]))
+        return self.place(np.concatenate([flags[self.members], np.zeros(self.pad, bool)]))
 
     def place(self, tree):
         """A tree stacked over the group's members on its mesh (a slice per device)."""
@@ -451,6 +451,8 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
     Xc = validate.inputs(net, first, X.T)
     Yc = validate.targets(net, first, Y, m=X.shape[0])
     mesh = None if len(devices) == 1 else Mesh(np.asarray(devices), ("members",))
+    if mesh is not None:  # on every device once, not sent again with each epoch's call
+        Xc, Yc = jax.device_put((Xc, Yc), NamedSharding(mesh, P()))
     chunk = _members_per_chunk(net, first, members, memory) * len(devices)
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
