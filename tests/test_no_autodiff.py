@@ -255,3 +255,23 @@ def test_the_estimators_run_under_the_guard(no_autodiff, kind):
     lbfgs = getattr(jaxbp.sklearn, kind)(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=3,
                                          alpha=1e-3, random_state=0).fit(X, y)
     assert finite(lbfgs.predict(X)) and lbfgs.n_iter_ == 3
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=2
+def test_populations_searches_and_ensembles_run_under_the_guard(no_autodiff):
+    """`fit_population` (its members' own optimizer settings and dropout traced, validation,
+    early stopping, hooks), `jaxbp.sklearn.GridSearchCV` and an ensemble estimator."""
+    X = np.random.default_rng(7).normal(size=(40, 5))
+    y = np.arange(40) % 3
+    net = jaxbp.MLP((5, 6, 3), hidden="tanh", output="softmax")
+    opts = [jaxbp.optim.adam(1e-2, b1=b1) for b1 in (0.9, 0.8)] + [jaxbp.optim.sgd(0.1, 0.5)]
+    res = jaxbp.fit_population(net, X, y, keys=range(3), opt=opts, dropout=[0.1, 0.2, 0.0],
+                               epochs=2, batch_size=8, validation_fraction=0.25,
+                               early_stopping=True, on_epoch_end=lambda r, e: r.params,
+                               progress=False)
+    assert finite(res.params) and np.all(np.isfinite(res.history["val_cost"]))
+    est = jaxbp.sklearn.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    search = jaxbp.sklearn.GridSearchCV(est, {"beta_1": [0.9, 0.8]}, cv=2).fit(X, y)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    ensemble = est.set_params(ensemble=2).fit(X, y)
+    assert finite(ensemble.predict_proba(X))
