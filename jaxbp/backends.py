@@ -187,6 +187,36 @@ def shuffle(key, m):
     return order.astype(jnp.int32)
 
 
+def shuffle_kind(m):
+    """What of `shuffle(key, m)` is fixed by m beyond its length: (low bits, rounds), or None
+    for the comparator sort above 2^20 rows. Members of a population with the same kind draw
+    their orders with `shuffle_padded`."""
+    low_bits = max(1, int(m - 1).bit_length())
+    return None if low_bits > 20 else (low_bits, 1 if m * m < 2 ** (33 - low_bits) else 2)
+
+
+def shuffle_padded(key, m, M, kind):
+    """`shuffle(key, m)` for a traced m ≤ M (same `shuffle_kind`), followed by m..M−1: one draw
+    of M words a round, the words past m sorted last. RngBitGenerator's Philox words are a
+    prefix of a longer draw (tested), so the first m words are `shuffle`'s own; round r reads
+    its words at offset r·m of one flat draw, as `shuffle`'s (rounds, m) draw lays them out."""
+    low_bits, rounds = kind
+    low = jnp.uint32((1 << low_bits) - 1)
+    data = jax.random.key_data(key).reshape(-1)[:2]
+    seed = jnp.concatenate([data, data ^ jnp.uint32(0x5BD1E995)])
+    _, flat = jax.lax.rng_bit_generator(seed, (1, rounds * M), jnp.uint32,
+                                        algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX)
+    position = jnp.arange(M, dtype=jnp.uint32)
+    order, mine = position, position < jnp.asarray(m).astype(jnp.uint32)
+    for r in range(rounds):
+        words = jax.lax.dynamic_slice(flat[0], (jnp.asarray(m, jnp.int32) * r,), (M,)) if r \
+            else flat[0, :M]
+        keyed = jnp.where(mine, (words & ~low) | position, jnp.uint32(0xFFFFFFFF))
+        order = order[(jnp.sort(keyed) & low).astype(jnp.int32)]
+        order = jnp.where(mine, order, position)  # the tail stays m..M-1
+    return order.astype(jnp.int32)
+
+
 # --- how far the host runs ahead of the device ------------------------------------------------
 LOOKAHEAD_BYTES = 64 << 20  # the pending epochs' params and optimizer states: at most this
 

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbp import backends, data, optim, validate
-from jaxbp.backends import flat, in_place, shuffle
+from jaxbp.backends import flat, in_place, shuffle, shuffle_kind, shuffle_padded
 from jaxbp.backprop import backward, dropout_masks, forward, objective
 from jaxbp.losses import TARGETS
 from jaxbp.model import MLP, init
@@ -129,13 +129,19 @@ def _epoch_program(net, opt, cfg, params, state, X, Y, weights, key, epoch, lr, 
     return _epoch_in_order(net, opt, cfg, params, state, X, Y, weights, order, k_drop, lr, alpha)
 
 
-def _epoch_order(cfg, key, epoch, m):
+def _epoch_order(cfg, key, epoch, m, padded_to=None):
     """(order, dropout key) of epoch `epoch`: the columns' order (shuffled, or 0..m−1) and the
     key of the dropout masks, both from fold_in(key, epoch). Apart from the epoch's body since
     the shuffle's generator (XLA's RngBitGenerator) draws one stream for a whole vmapped batch
-    of keys: a population computes each member's order alone (`lax.map`)."""
+    of keys: a population computes each member's order alone (`lax.map`). `padded_to` M: a
+    traced m ≤ M (a population member's rows), the order followed by m..M−1."""
     k_perm, k_drop = jax.random.split(jax.random.fold_in(key, epoch))
-    return (shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)), k_drop
+    if padded_to is None:
+        return (shuffle(k_perm, m) if cfg.shuffle else jnp.arange(m)), k_drop
+    kind = shuffle_kind(padded_to)
+    if not cfg.shuffle or kind is None:  # None: every member has M rows (their group's rule)
+        return (shuffle(k_perm, padded_to) if cfg.shuffle else jnp.arange(padded_to)), k_drop
+    return shuffle_padded(k_perm, m, padded_to, kind), k_drop
 
 
 def _epoch_in_order(net, opt, cfg, params, state, X, Y, weights, order, k_drop, lr, alpha):

@@ -8,12 +8,14 @@ differentiation), so member i computes what `fit` computes alone on its rows:
     fit_population(net, X, y, keys=[0, 1, 2], lr=[1e-3, 3e-3, 1e-2], rows=folds)
     member i  ==  fit(net, X[rows[i]], y[rows[i]], key=keys[i], opt=adam(lr[i]), ...)
 
-Members with the same number of training and validation rows, batch size, shuffle setting,
-kind of optimizer (`optimizer_kind`) and dropout on or off (all shape the compiled program)
-form a group: one vmapped program each, dispatched one after another every epoch; within a
-group the dropout probabilities and optimizer settings that differ (Adam's b1, b2, eps, SGD's
-momentum) are traced values, those that all share are compiled in, as in `fit`; a group too
-large for `memory=` splits into chunks (`member_bytes`). Each member's epoch order is drawn
+Members with the same batch size and number of batches (their rows may differ by less than a
+batch: `shuffle_padded` draws each one's own order, and the shorter ones' last batch ends in a
+zero column of weight 0), number of validation rows, shuffle setting, kind of optimizer
+(`optimizer_kind`) and dropout on or off (all shape the compiled program) form a group: one
+vmapped program each, dispatched one after another every epoch; within a group the dropout
+probabilities and optimizer settings that differ (Adam's b1, b2, eps, SGD's momentum) are
+traced values, those that all share are compiled in, as in `fit`; a group too large for
+`memory=` splits into chunks (`member_bytes`). Each member's epoch order is drawn
 alone (`lax.map`): XLA's random-bit generator, batched by vmap, would draw one stream for the
 whole batch of keys.
 
@@ -38,6 +40,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbp import backends, optim, validate
+from jaxbp.backends import shuffle_kind
 from jaxbp.fit import (
     DivergenceError,
     FitResult,
@@ -103,8 +106,15 @@ class _Member:
         return self.schedule(self.lr, epoch, epochs, epoch * len(self.rows))
 
     def group(self):
-        """What shapes the compiled program: members that share it train as one vmap."""
-        return (len(self.rows), 0 if self.val is None else len(self.val), self.batch_size,
+        """What shapes the compiled program: members that share it train as one vmap. Members
+        of different lengths share it when they have as many batches (and their shuffles the
+        same `shuffle_kind`): the shorter ones' last batch ends in zero-weight columns, as
+        `fit` pads a last batch."""
+        m = len(self.rows)
+        rows = (-(-m // self.batch_size), shuffle_kind(m) if self.shuffle else 0)
+        if rows[1] is None:  # beyond `shuffle_padded`: members of one length only
+            rows = (m, None)
+        return (rows, 0 if self.val is None else len(self.val), self.batch_size,
                 self.dropout > 0, self.shuffle, optimizer_kind(self.opt))
 
     def value(self, field):
@@ -122,14 +132,15 @@ def optimizer_kind(opt):
             *((f, getattr(opt, f) == 0) for f in opt.PER_MEMBER))
 
 
-def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, weights, keys, epoch,
-                      lr, alpha, hyper, active):
+def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, sizes, weights, keys,
+                      epoch, lr, alpha, hyper, active):
     """One epoch of a group: every member's order alone, then the vmapped epoch body on its
     own rows (columns `rows[i]` of X and Y, in its order; weights w_i) and with its own values of
     the optimizer's fields `varying` (hyper[i]); members not active keep their parameters and
     state."""
-    m = rows.shape[1]
-    orders, k_drops = jax.lax.map(lambda key: _epoch_order(cfg, key, epoch, m), keys)
+    M = rows.shape[1]  # the longest member's rows; the others end in the zero column
+    orders, k_drops = jax.lax.map(lambda a: _epoch_order(cfg, a[0], epoch, a[1], M),
+                                  (keys, sizes))
 
     def member(p, s, r, w, order, k_drop, lr, alpha, h):
         values = {f: h[j] for j, f in enumerate(varying)}
@@ -172,8 +183,8 @@ def _epoch_over(net, opt, varying, cfg, mesh):
         return jax.jit(body)
     each, every = P("members"), P()
     return jax.jit(jax.shard_map(body, mesh=mesh, out_specs=each,
-                                 in_specs=(each, each, every, every, each, each, each, every,
-                                           each, each, each, each)))
+                                 in_specs=(each, each, every, every, each, each, each, each,
+                                           every, each, each, each, each)))
 
 
 _scores = jax.jit(_population_scores, static_argnums=0)
@@ -267,7 +278,8 @@ class _Group(NamedTuple):
 
     members: list
     cfg: Any
-    rows: Any
+    rows: Any  # (members, M): each member's rows, then the zero column up to the longest's M
+    sizes: Any  # (members,): each member's number of rows
     val_rows: Any
     weights: Any
     keys: Any
@@ -299,7 +311,7 @@ class _Group(NamedTuple):
         return jax.device_put(tree, NamedSharding(self.mesh, P("members")))
 
 
-def _group(members, idx, w, dtype, mesh):
+def _group(members, idx, w, dtype, mesh, zero_column):
     """The group of members `idx`, padded to a multiple of the mesh's devices."""
     pad = 0 if mesh is None else -len(idx) % mesh.size
     ms = [members[i] for i in idx]
@@ -309,11 +321,16 @@ def _group(members, idx, w, dtype, mesh):
     g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle,
                             placeholders.pop("dropout", ms[0].dropout),
                             max(m.alpha for m in ms) > 0, gather_in_step=True),
-               None, None, None, None, None, ms, dtype, pad, mesh,
+               None, None, None, None, None, None, ms, dtype, pad, mesh,
                dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
     ms = ms + [ms[-1]] * pad  # a new list: specs keeps the members only
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
-    return g._replace(rows=g.place(jnp.asarray(np.stack([m.rows for m in ms]), jnp.int32)),
+    M = max(len(m.rows) for m in ms)
+    rows = np.full((len(ms), M), zero_column, np.int32)
+    for j, m in enumerate(ms):
+        rows[j, :len(m.rows)] = m.rows
+    return g._replace(rows=g.place(jnp.asarray(rows)),
+                      sizes=g.place(jnp.asarray([len(m.rows) for m in ms], jnp.int32)),
                       val_rows=None if val is None else g.place(jnp.asarray(val)),
                       weights=g.place(jnp.asarray(w[idx + [idx[-1]] * pad], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
@@ -450,6 +467,10 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
     dtype = validate.param_dtype(first)
     Xc = validate.inputs(net, first, X.T)
     Yc = validate.targets(net, first, Y, m=X.shape[0])
+    # a zero column of weight 0 after the rows: where shorter members' last batches end
+    Xc, Yc = (jnp.concatenate([A, jnp.zeros((A.shape[0], 1), A.dtype)], axis=1)
+              for A in (Xc, Yc))
+    w = np.concatenate([w, np.zeros((w.shape[0], 1))], axis=1)
     mesh = None if len(devices) == 1 else Mesh(np.asarray(devices), ("members",))
     if mesh is not None:  # on every device once, not sent again with each epoch's call
         Xc, Yc = jax.device_put((Xc, Yc), NamedSharding(mesh, P()))
@@ -457,7 +478,7 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
     groups = collections.defaultdict(list)
     for i, m in enumerate(members):
         groups[m.group()].append(i)
-    groups = [_group(members, idx[at:at + chunk], w, dtype, mesh)
+    groups = [_group(members, idx[at:at + chunk], w, dtype, mesh, X.shape[0])
               for idx in groups.values() for at in range(0, len(idx), chunk)]
     carry = []
     for g in groups:
@@ -524,7 +545,8 @@ def _compact(groups, carry, active, done):
                              specs=[g.specs[j] for j in keep], pad=len(at) - len(keep))
             kept_carry.append([new.place(jax.tree.map(lambda x, at=at: x[at], t)) for t in c])
             kept_groups.append(new._replace(
-                rows=new.place(g.rows[at]), weights=new.place(g.weights[at]),
+                rows=new.place(g.rows[at]), sizes=new.place(g.sizes[at]),
+                weights=new.place(g.weights[at]),
                 val_rows=None if g.val_rows is None else new.place(g.val_rows[at]),
                 keys=new.place(g.keys[at]), alpha=g.alpha[at], hyper=g.hyper[at]))
     return kept_groups, kept_carry
@@ -537,7 +559,8 @@ def _dispatch(net, groups, carry, Xc, Yc, epoch, epochs, active):
     for g, c in zip(groups, carry, strict=True):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
         c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg, g.mesh)(
-            c[0], c[1], Xc, Yc, g.rows, g.weights, g.keys, np.int32(epoch), lrs[-1], g.alpha,
+            c[0], c[1], Xc, Yc, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch), lrs[-1],
+            g.alpha,
             g.hyper, g.mask(active))
         out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
     record = _record(groups, out, len(active))

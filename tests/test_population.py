@@ -225,7 +225,7 @@ def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
         s = jax.tree.map(lambda x: jax.numpy.stack([x] * k), opt.init(params))
         cfg = population._Static(32, True, 0.0, False)
         compiled = population._epoch_over(net, opt, (), cfg, None).lower(
-            p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"),
+            p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"), jax.numpy.full(k, 300, "int32"),
             jax.numpy.ones((k, 300)), jax.random.split(jax.random.key(0), k), np.int32(0),
             np.zeros(k), np.zeros(k), np.zeros((k, 0)), np.ones(k, bool)).compile()
         mem = compiled.memory_analysis()
@@ -377,3 +377,40 @@ def test_members_with_their_own_optimizer_settings_share_a_program():
     with pytest.raises(TypeError, match=r"^opt: expected "):
         fit_population(NET, X, y, keys=range(2), opt=[opts[0], "adam"], epochs=1,
                        progress=False)
+
+
+@pytest.mark.parametrize(("m", "M"), [(1437, 1438), (45, 47), (2990, 3000), (7, 7)])
+def test_a_shuffle_drawn_longer_begins_with_the_shuffle_itself(m, M):
+    """`shuffle_padded(key, m, M)` (m traced) is `shuffle(key, m)` followed by m..M−1: XLA's
+    Philox words are a prefix of a longer draw, round two read at offset m (2 990 and 3 000
+    rows shuffle in two rounds). Populations rely on it to share one program between members
+    of different lengths."""
+    from jaxbp import backends
+
+    kind = backends.shuffle_kind(m)
+    assert kind == backends.shuffle_kind(M) and (kind[1] == 2) == (m >= 2990)
+    padded = jax.jit(backends.shuffle_padded, static_argnums=(2, 3))
+    for seed in range(3):
+        key = jax.random.key(seed)
+        got = np.asarray(padded(key, np.int32(m), M, kind))
+        np.testing.assert_array_equal(got[:m], np.asarray(backends.shuffle(key, m)))
+        np.testing.assert_array_equal(got[m:], np.arange(m, M))
+
+
+def test_members_of_different_lengths_with_as_many_batches_share_a_program():
+    """45, 47 and 48 rows in batches of 16 (3 batches each, the last ragged) train as one
+    program, each member equal to `fit` alone on its own rows (float64, rtol 1e-12), with
+    dropout and weights; 60 rows (4 batches) in a program of its own."""
+    X, y = problem()
+    rng = np.random.default_rng(3)
+    rows = [np.sort(rng.choice(60, n, replace=False)) for n in (45, 47, 48)] + [np.arange(60)]
+    w = rng.uniform(0.5, 2.0, size=(4, 60))
+    opt = jaxbp.optim.adam()
+    with members_per_call() as sizes:
+        res = fit_population(NET, X, y, keys=range(4), opt=opt, lr=2e-2, dropout=0.2,
+                             rows=rows, sample_weight=w, epochs=3, batch_size=16,
+                             progress=False)
+    assert sorted(sizes[:2]) == [1, 3]
+    for i, r in enumerate(rows):
+        want = alone(X, y, r, i, 2e-2, 0.0, 0.2, w[i], 3, 16, opt)
+        assert_same_run(res.member(i), want, f"member {i} ({len(r)} rows)")
