@@ -14,7 +14,6 @@ its checkpoint.
 import csv
 import itertools
 import json
-import math
 import pathlib
 
 import numpy as np
@@ -127,14 +126,16 @@ def value_text(value):
 
 
 def ranked(cands, scores, epochs):
-    """The candidates' rows, best mean score first: rank, the candidate's index, the grid's
-    values, mean and standard deviation of the fold scores, each fold's score, mean epochs."""
+    """The candidates' rows, best mean score first (a candidate with a diverged fold last):
+    rank, the candidate's index, the grid's values, mean and standard deviation of the fold
+    scores, each fold's score, mean epochs."""
     rows = []
     for c, s, e in zip(cands, scores, epochs, strict=True):
         s = np.asarray(s, float)
         rows.append({"candidate": len(rows), "params": {k: value_text(v) for k, v in c.items()},
-                     "mean_score": float(np.nanmean(s)) if np.isfinite(s).any() else math.nan,
-                     "std_score": float(np.nanstd(s)) if np.isfinite(s).any() else math.nan,
+                     # a fold that diverged (NaN) makes the candidate's mean NaN: ranked last,
+                     # as scikit-learn's error_score=nan ranks a failed fit
+                     "mean_score": float(np.mean(s)), "std_score": float(np.std(s)),
                      "fold_scores": [float(v) for v in s], "mean_epochs": float(np.mean(e))})
     order = sorted(range(len(rows)), key=lambda i: (-np.nan_to_num(rows[i]["mean_score"],
                                                                    nan=-np.inf), i))

@@ -108,3 +108,12 @@ def test_a_search_scores_each_fold_as_fit_alone_and_refits_the_best(tmp_path):
     ev = jaxbp_cli("evaluate", "--checkpoint", str(tmp_path / "s" / "checkpoint.npz"))
     assert ev.returncode == 0, ev.stderr
     assert f"{100 * json.loads(ev.stdout)['accuracy']:.2f}" == printed
+
+
+def test_a_candidate_with_a_diverged_fold_ranks_last():
+    rows = cli_search.ranked([{"lr": 1.0}, {"lr": 0.1}, {"lr": 0.01}],
+                             [[0.9, np.nan, 0.95], [0.8, 0.8, 0.8], [0.85, 0.9, 0.8]],
+                             [[5, 5, 5]] * 3)
+    assert [r["params"]["lr"] for r in rows] == ["0.01", "0.1", "1"]
+    assert [r["rank"] for r in rows] == [1, 2, 3] and np.isnan(rows[2]["mean_score"])
+    np.testing.assert_allclose([r["mean_score"] for r in rows[:2]], [0.85, 0.8])
