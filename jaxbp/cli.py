@@ -902,7 +902,7 @@ def _search():
     print(f"cross-validated in {time.perf_counter() - start:.1f} s; {what} on the held-out "
           f"fold, best first:\n{cli_search.table(rows, what)}")
     if not math.isfinite(rows[0]["mean_score"]):
-        raise FloatingPointError("every candidate diverged on every fold; try smaller --lr")
+        raise FloatingPointError("every candidate diverged on a fold; try a smaller --lr")
     _write_search(cli_search, rows, cands, what)
     best = cands[rows[0]["candidate"]]
     print("refit of the best on every training row, as jaxbp train runs it with "
