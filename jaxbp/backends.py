@@ -172,19 +172,10 @@ def shuffle(key, m):
     Philox algorithm named (not the backend's default), so the order is the same on every
     backend; above 2^20 rows, `jax.random.permutation` (threefry, computed by JAX's own ops)
     is too."""
-    low_bits = max(1, int(m - 1).bit_length())
-    if low_bits > 20:  # under 12 random bits a round: ties too common; the comparator sort
+    kind = shuffle_kind(m)
+    if kind is None:  # under 12 random bits a round: ties too common; the comparator sort
         return jax.random.permutation(key, m)
-    rounds = 1 if m * m < 2 ** (33 - low_bits) else 2
-    low = jnp.uint32((1 << low_bits) - 1)
-    data = jax.random.key_data(key).reshape(-1)[:2]
-    seed = jnp.concatenate([data, data ^ jnp.uint32(0x5BD1E995)])
-    _, words = jax.lax.rng_bit_generator(seed, (rounds, m), jnp.uint32,
-                                         algorithm=jax.lax.RandomAlgorithm.RNG_PHILOX)
-    order, position = jnp.arange(m, dtype=jnp.uint32), jnp.arange(m, dtype=jnp.uint32)
-    for r in range(rounds):
-        order = order[(jnp.sort((words[r] & ~low) | position) & low).astype(jnp.int32)]
-    return order.astype(jnp.int32)
+    return shuffle_padded(key, m, m, kind)
 
 
 def shuffle_kind(m):
@@ -245,8 +236,8 @@ def use_cpu_cores(n=None):
     before the process's first JAX computation (JAX fixes its devices then); it changes what
     `jax.devices("cpu")` returns for the whole process. Returns n.
 
-    Measured (2-core Xeon, 2026-12-02; 64-64-10 net on digits, 64 members): 1.28 ms per
-    member-epoch on one device, 0.81 on two."""
+    Measured (2-core Xeon, 2026-12-02; 64-64-10 net on digits, 64 members, benchmark suite
+    `population`): 0.97 ms per member-epoch on one device, 0.65 on two."""
     n = (os.cpu_count() or 1) if n is None else n
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a number of devices >= 1, got {n!r}")

@@ -104,9 +104,10 @@ def cross_validate(ds, splits, cands, build, seed, progress):
     scores = np.full((len(cands), len(splits)), np.nan)
     epochs = np.zeros_like(scores)
     for idx in groups.values():
-        net, opt, _, shared = build(cands[idx[0]])
+        built = {i: build(cands[i]) for i in idx}  # once per candidate, not per fold
+        net, opt, _, shared = built[idx[0]]
         members = [(i, f) for i in idx for f in range(len(splits))]
-        each = [build(cands[i])[2] for i, _ in members]
+        each = [built[i][2] for i, _ in members]
         res = jaxbp.fit_population(net, X, y, keys=[seed] * len(members), opt=opt,
                                    rows=[train[f] for _, f in members], progress=progress,
                                    **{k: [e[k] for e in each] for k in PER_MEMBER}, **shared)

@@ -311,9 +311,15 @@ class _Group(NamedTuple):
         return jax.device_put(tree, NamedSharding(self.mesh, P("members")))
 
 
+def _padded(items, mesh):
+    """`items` (a list, one per member) and copies of the last up to a multiple of the mesh's
+    devices: the padding members, so that every device holds as many."""
+    return items + items[-1:] * (0 if mesh is None else -len(items) % mesh.size)
+
+
 def _group(members, idx, w, dtype, mesh, zero_column):
     """The group of members `idx`, padded to a multiple of the mesh's devices."""
-    pad = 0 if mesh is None else -len(idx) % mesh.size
+    pad = len(_padded(idx, mesh)) - len(idx)
     ms = [members[i] for i in idx]
     varying = tuple(f for f in ("dropout", *ms[0].opt.PER_MEMBER)
                     if len({m.value(f) for m in ms}) > 1)  # traced; the others compiled in
@@ -323,7 +329,7 @@ def _group(members, idx, w, dtype, mesh, zero_column):
                             max(m.alpha for m in ms) > 0, gather_in_step=True),
                None, None, None, None, None, None, ms, dtype, pad, mesh,
                dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
-    ms = ms + [ms[-1]] * pad  # a new list: specs keeps the members only
+    ms = _padded(ms, mesh)  # a new list: specs keeps the members only
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
     M = max(len(m.rows) for m in ms)
     rows = np.full((len(ms), M), zero_column, np.int32)
@@ -332,7 +338,7 @@ def _group(members, idx, w, dtype, mesh, zero_column):
     return g._replace(rows=g.place(jnp.asarray(rows)),
                       sizes=g.place(jnp.asarray([len(m.rows) for m in ms], jnp.int32)),
                       val_rows=None if val is None else g.place(jnp.asarray(val)),
-                      weights=g.place(jnp.asarray(w[idx + [idx[-1]] * pad], dtype)),
+                      weights=g.place(jnp.asarray(w[_padded(idx, mesh)], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
                       alpha=np.asarray([m.alpha for m in ms], dtype),
                       hyper=np.asarray([[m.value(f) for f in varying] for m in ms],
@@ -482,7 +488,7 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
               for idx in groups.values() for at in range(0, len(idx), chunk)]
     carry = []
     for g in groups:
-        p = _take(params, g.members + g.members[-1:] * g.pad)
+        p = _take(params, _padded(g.members, mesh))
         carry.append(list(g.place((p, jax.vmap(g.opt.init)(p)))))
     for c in carry:
         c.append(c[0])  # the best parameters so far
@@ -540,7 +546,7 @@ def _compact(groups, carry, active, done):
         parts = _split(*c)
         done |= {i: parts[j] for j, i in enumerate(g.members) if not active[i]}
         if keep:
-            at = np.asarray(keep + keep[-1:] * (-len(keep) % (g.mesh.size if g.mesh else 1)))
+            at = np.asarray(_padded(keep, g.mesh))
             new = g._replace(members=[g.members[j] for j in keep],
                              specs=[g.specs[j] for j in keep], pad=len(at) - len(keep))
             kept_carry.append([new.place(jax.tree.map(lambda x, at=at: x[at], t)) for t in c])
@@ -560,8 +566,7 @@ def _dispatch(net, groups, carry, Xc, Yc, epoch, epochs, active):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
         c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg, g.mesh)(
             c[0], c[1], Xc, Yc, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch), lrs[-1],
-            g.alpha,
-            g.hyper, g.mask(active))
+            g.alpha, g.hyper, g.mask(active))
         out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
     record = _record(groups, out, len(active))
     record["lr"] = np.empty(len(active))

@@ -97,14 +97,20 @@ def _prepared_fits(estimator, X, y, candidates, splits):
             fit_key = key(final, X_train, y_train, None)
             if fit_key is None:
                 continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    prepared = final._prepare(X_train, y_train, None, False, None)
-                except Exception:
-                    continue
-            fits.append((fit_key, final, prepared, caught))
+            try:
+                fits.append((fit_key, final, *prepare(final, X_train, y_train, None)))
+            except Exception:  # its own fit raises it again, as scikit-learn's search sees it
+                continue
     return fits
+
+
+def prepare(est, X, y, sample_weight):
+    """(the estimator's `_Prepared` fit of X, y, the warnings preparing it gave), kept to be
+    given again when the fit is handed over (`_Trained.restore`)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prepared = est._prepare(X, y, sample_weight, False, None)
+    return prepared, caught
 
 
 def _programs(fits):

@@ -57,6 +57,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from jaxbp import backends, optim
+from jaxbp import search as _search
 from jaxbp.backprop import backward, forward
 from jaxbp.fit import DivergenceError, Schedule
 from jaxbp.fit import fit as _fit
@@ -451,8 +452,6 @@ class _BaseMLP(BaseEstimator):
         each the fit `ensemble=1` would make with that seed, trained as one population
         (`jaxbp.sklearn`'s searches' `train`; lbfgs members one by one); kept in
         `estimators_`, their predictions averaged."""
-        from jaxbp import search
-
         if incremental or self.warm_start:
             raise ValueError(f"ensemble: partial_fit and warm_start continue one network; "
                              f"expected ensemble=1 with them, got {self.ensemble!r}")
@@ -462,13 +461,10 @@ class _BaseMLP(BaseEstimator):
             for member in members:
                 member.fit(X, y, sample_weight=sample_weight)
         else:
-            fits = []
-            for member in members:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    prepared = member._prepare(X, y, sample_weight, False, None)
-                fits.append((None, member, prepared, caught))
-            trained_fits = search.train(prepared.net, prepared.kwargs["epochs"], fits)
+            fits = [(None, member, *_search.prepare(member, X, y, sample_weight))
+                    for member in members]
+            prepared = fits[0][2]
+            trained_fits = _search.train(prepared.net, prepared.kwargs["epochs"], fits)
             for member, trained in zip(members, trained_fits, strict=True):
                 trained.restore(member)
         for name in (*_FITTED, "validation_loss_curve_", "_opt", "_opt_state"):
