@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 import jaxbp  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from jaxbp import data, datasets  # noqa: E402
+from jaxbp import cli_search, data, datasets  # noqa: E402
 
 _DATASETS = flags.DEFINE_list("datasets", ["breast_cancer", "digits", "mnist1d"],
                               "Datasets to run (mnist1d needs the mnist1d extra).")
@@ -89,9 +89,7 @@ def _cross_validate(rest, grid, max_epochs, batch, seed):
     activation) train as one population, every (setting, fold) a member that early-stops on
     its held-out fold (`jaxbp.fit_population`; member i is `fit` alone). Returns the trials."""
     folds = _folds(rest.y, FOLDS, seed)
-    X = np.concatenate([data.Standardizer().fit(rest.X[tr]).transform(rest.X)  # fold's own
-                        for tr, _ in folds])
-    y, m = np.tile(rest.y, FOLDS), len(rest.y)
+    X, y, train, held_out = cli_search.fold_data(rest, folds)  # each fold's own standardiser
     settings = [dict(zip(grid, v, strict=True)) for v in itertools.product(*grid.values())]
     by_net = {}
     for setting in settings:
@@ -104,13 +102,12 @@ def _cross_validate(rest, grid, max_epochs, batch, seed):
             net, X, y, keys=[seed] * len(members), opt=jaxbp.optim.adam(),
             lr=[s["lr"] for s, _ in members], alpha=[s["alpha"] for s, _ in members],
             dropout=[s["dropout"] for s, _ in members], epochs=max_epochs, batch_size=batch,
-            rows=[f * m + folds[f][0] for _, f in members],
-            validation_rows=[f * m + folds[f][1] for _, f in members],
+            rows=[train[f] for _, f in members], validation_rows=[held_out[f] for _, f in members],
             early_stopping=True, patience=20, progress=False)
         for j, setting in enumerate(same_net):
             evs, epochs = [], []
             for f in range(FOLDS):
-                i, val = j * FOLDS + f, f * m + folds[f][1]
+                i, val = j * FOLDS + f, held_out[f]
                 evs.append(jaxbp.evaluate(net, res.params[i], X[val], y[val]))
                 epochs.append((res.best_epoch[i] or 0) + 1)
             trials.append({**setting, "cv_accuracy": float(np.mean([e["score"] for e in evs])),
