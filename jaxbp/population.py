@@ -300,15 +300,24 @@ class _Group(NamedTuple):
         """Per-member values (leading axis) with the padding members' copies of the last."""
         return np.concatenate([values, np.repeat(values[-1:], self.pad, axis=0)])
 
-    def mask(self, flags):
+    def flags(self, flags):
         """The members' flags (indexed by member number), False for the padding members."""
-        return self.place(np.concatenate([flags[self.members], np.zeros(self.pad, bool)]))
+        return np.concatenate([flags[self.members], np.zeros(self.pad, bool)])
+
+    def mask(self, flags):
+        """`flags` placed on the group's devices."""
+        return self.place(self.flags(flags))
 
     def place(self, tree):
         """A tree stacked over the group's members on its mesh (a slice per device)."""
         if self.mesh is None:
             return tree
         return jax.device_put(tree, NamedSharding(self.mesh, P("members")))
+
+
+def _on(g, values):
+    """Per-member values on the group's devices once (not sent again with each epoch)."""
+    return g.place(values) if g.mesh is not None else jax.device_put(values)
 
 
 def _padded(items, mesh):
@@ -340,9 +349,9 @@ def _group(members, idx, w, dtype, mesh, zero_column):
                       val_rows=None if val is None else g.place(jnp.asarray(val)),
                       weights=g.place(jnp.asarray(w[_padded(idx, mesh)], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
-                      alpha=np.asarray([m.alpha for m in ms], dtype),
-                      hyper=np.asarray([[m.value(f) for f in varying] for m in ms],
-                                       dtype).reshape(len(ms), len(varying)))
+                      alpha=_on(g, np.asarray([m.alpha for m in ms], dtype)),
+                      hyper=_on(g, np.asarray([[m.value(f) for f in varying] for m in ms],
+                                              dtype).reshape(len(ms), len(varying))))
 
 
 def member_bytes(net, opt, params, m, batch_size):
@@ -390,7 +399,8 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
                    batch_size=None, shuffle=True,
                    validation_fraction=0.0, validation_rows=None, early_stopping=False,
                    patience=10, min_delta=1e-4, restore_best=True, progress=None,
-                   memory=None, callback=None, on_epoch_end=None, devices=None):
+                   memory=None, callback=None, on_epoch_end=None, devices=None,
+                   lookahead=None):
     """Train k = len(keys) members of `net` at once; member i equals `fit` run alone on
     X[rows[i]], y[rows[i]] with key keys[i], learning rate lr[i], alpha[i] and dropout[i].
 
@@ -420,6 +430,11 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
         devices: the devices the members are spread over, each training its share of every
             group (default: all of `jax.local_devices()`; a CPU shows one device unless
             `jaxbp.use_cpu_cores()` ran first). Results do not depend on them.
+        lookahead: how many epochs may be dispatched before the oldest one's records are read
+            back, as for `fit` (a member that stops gets back its state of the epoch it
+            stopped at). Default: 8 without hooks, 1 with one (a hook may change the next
+            epoch's learning rate); capped so that the pending epochs' parameters and
+            optimizer states take at most `backends.LOOKAHEAD_BYTES`.
 
     Returns a `PopulationResult`; `result.member(i)` is member i's `FitResult`.
     """
@@ -451,8 +466,10 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     hooks = None if callback is None and on_epoch_end is None else _Hooks(
         _per_member("callback", callback, k, _callable),
         _per_member("on_epoch_end", on_epoch_end, k, _callable), keys)
+    lookahead = validate.positive_int("lookahead", lookahead) if lookahead is not None else (
+        1 if hooks is not None else 8)
     return _train(net, X, Y, w, members, validate.positive_int("epochs", epochs),
-                  stopping, restore_best, progress, memory, hooks, _devices(devices))
+                  stopping, restore_best, progress, memory, hooks, _devices(devices), lookahead)
 
 
 def _devices(devices):
@@ -466,7 +483,7 @@ def _devices(devices):
 
 
 def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memory, hooks,
-           devices):
+           devices, lookahead):
     """Place the groups on the device, run the epochs, gather the members back in order."""
     params = _init_all(net, [m.key for m in members])
     first = validate.params(net, jax.tree.map(lambda x: x[0], params))
@@ -493,7 +510,10 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
     for c in carry:
         c.append(c[0])  # the best parameters so far
     done = {}  # member -> (params, state, best params) of the members compacted away
-    history = _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done)
+    held = sum(x.nbytes for c in carry for x in jax.tree.leaves(c[:2]))  # an epoch's outputs
+    lookahead = min(lookahead, max(1, backends.LOOKAHEAD_BYTES // max(held, 1)))
+    history = _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done,
+                   lookahead)
     for g, c in zip(groups, carry, strict=True):
         done |= dict(zip(g.members, _split(*c)[:len(g.members)], strict=True))
     k = len(members)
@@ -505,31 +525,56 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
                             stopping.stopped, [m.key for m in members], stopping.diverged)
 
 
-def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done):
-    """The epochs: each group's program dispatched, the members' records read back, the
-    early-stopping rule and the hooks applied per member; until every member has stopped."""
+def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done, lookahead):
+    """The epochs: each group's program dispatched up to `lookahead` epochs ahead of the one
+    read back, the members' records read in order, the early-stopping rule and the hooks
+    applied per member; until every member has stopped. A member that stops at epoch e
+    (rule, hook or divergence) while later epochs were already dispatched gets back its state
+    of epoch e (`_read`): as if it had stopped there, as `fit` drops the epochs it ran ahead."""
     history = collections.defaultdict(list)
     bar = _progress_bar(progress, epochs)
+    pending, placed, epoch = collections.deque(), _Placed(), 0
     try:
-        for epoch in range(epochs):
-            record = _dispatch(net, groups, carry, Xc, Yc, epoch, epochs, stopping.active)
-            ran, improved = stopping.update(epoch, record)
-            for g, c in zip(groups, carry, strict=True):
-                if stopping.early_stopping and improved[g.members].any():  # else never read
-                    c[2] = _keep(g.mask(improved), c[0], c[2])
-            for name, v in record.items():
-                history[name].append(np.where(ran, v, np.nan))
-            if hooks is not None:
-                hooks(epoch, ran, groups, carry, history, stopping)
+        while True:
+            if not pending and _compaction_due(groups, stopping.active):
+                groups[:], carry[:] = _compact(groups, carry, stopping.active, done)
+            if not _compaction_due(groups, stopping.active):  # else read what is pending
+                while epoch < epochs and len(pending) < lookahead:
+                    pending.append(_launch(net, groups, carry, Xc, Yc, epoch, epochs,
+                                           stopping.active, placed))
+                    epoch += 1
+            if not pending:
+                break
+            _read(pending.popleft(), groups, carry, stopping, hooks, history)
             if bar is not None:
                 bar.update(1)
             if not stopping.active.any():
                 break
-            groups[:], carry[:] = _compact(groups, carry, stopping.active, done)
     finally:
         if bar is not None:
             bar.close()
     return {name: np.stack(v) for name, v in history.items()}
+
+
+def _compaction_due(groups, active):
+    """Whether a group has at most half of its members still active (`_compact`)."""
+    return any(2 * np.count_nonzero(active[g.members]) <= len(g.members) for g in groups)
+
+
+class _Placed:
+    """Per-member values (learning rates, the active mask) placed on a group's devices, and
+    placed again only when they change: most epochs repeat the previous epoch's values."""
+
+    def __init__(self):
+        self.last = {}
+
+    def __call__(self, g, name, values):
+        kept = self.last.get((id(g), name))
+        if kept is not None and kept[0] is g and np.array_equal(kept[1], values):
+            return kept[2]
+        placed = _on(g, values)
+        self.last[(id(g), name)] = (g, values, placed)
+        return placed
 
 
 def _compact(groups, carry, active, done):
@@ -554,25 +599,56 @@ def _compact(groups, carry, active, done):
                 rows=new.place(g.rows[at]), sizes=new.place(g.sizes[at]),
                 weights=new.place(g.weights[at]),
                 val_rows=None if g.val_rows is None else new.place(g.val_rows[at]),
-                keys=new.place(g.keys[at]), alpha=g.alpha[at], hyper=g.hyper[at]))
+                keys=new.place(g.keys[at]), alpha=_on(new, g.alpha[at]),
+                hyper=_on(new, g.hyper[at])))
     return kept_groups, kept_carry
 
 
-def _dispatch(net, groups, carry, Xc, Yc, epoch, epochs, active):
-    """Epoch `epoch` of every group (members not active keep their parameters); returns the
-    members' record of it, read back: train_cost, lr, and val_cost, val_score."""
-    out, lrs = [], []
+class _Pending(NamedTuple):
+    """An epoch dispatched: its number, each group's learning rates, outputs (J, and the
+    validation cost and score) and (params, state) after it."""
+
+    epoch: int
+    lrs: list
+    outs: list
+    carries: list
+
+
+def _launch(net, groups, carry, Xc, Yc, epoch, epochs, active, placed):
+    """Dispatch epoch `epoch` of every group (members not active keep their parameters);
+    nothing waits for it."""
+    lrs, outs, carries = [], [], []
     for g, c in zip(groups, carry, strict=True):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
         c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg, g.mesh)(
-            c[0], c[1], Xc, Yc, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch), lrs[-1],
-            g.alpha, g.hyper, g.mask(active))
-        out.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
-    record = _record(groups, out, len(active))
-    record["lr"] = np.empty(len(active))
-    for g, lr in zip(groups, lrs, strict=True):
+            c[0], c[1], Xc, Yc, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch),
+            placed(g, "lr", lrs[-1]), g.alpha, g.hyper, placed(g, "active", g.flags(active)))
+        outs.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
+        carries.append((c[0], c[1]))
+    return _Pending(epoch, lrs, outs, carries)
+
+
+def _read(epoch, groups, carry, stopping, hooks, history):
+    """Read back a dispatched epoch: its record (train_cost, lr, and val_cost, val_score) into
+    `history`, the stopping rule, the best parameters so far, the hooks; the members that
+    stopped at it get back their state of it where later epochs were dispatched."""
+    record = _record(groups, epoch.outs, len(stopping.active))
+    record["lr"] = np.empty(len(stopping.active))
+    for g, lr in zip(groups, epoch.lrs, strict=True):
         record["lr"][g.members] = lr[:len(g.members)]
-    return record
+    was_active = stopping.active.copy()
+    ran, improved = stopping.update(epoch.epoch, record)
+    for g, c, (p, _) in zip(groups, carry, epoch.carries, strict=True):
+        if stopping.early_stopping and improved[g.members].any():  # else never read
+            c[2] = _keep(g.mask(improved), p, c[2])
+    for name, v in record.items():
+        history[name].append(np.where(ran, v, np.nan))
+    if hooks is not None:
+        hooks(epoch.epoch, ran, groups, epoch.carries, history, stopping)
+    stopped = was_active & ~stopping.active
+    for g, c, (p, s) in zip(groups, carry, epoch.carries, strict=True):
+        if c[0] is not p and stopped[g.members].any():  # epochs past it ran: undo them
+            c[0], c[1] = _keep(g.mask(stopped), (p, s), (c[0], c[1]))
 
 
 class _Hooks:

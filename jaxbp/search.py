@@ -124,28 +124,48 @@ def _programs(fits):
     return groups
 
 
+def _stacked_data(prepared):
+    """(X, Y, rows): the fits' data stacked once per distinct (X, Y) pair, and each fit's
+    rows of it: the candidates of one split share their rows (the population then reads
+    one copy of them, which stays in cache, instead of a copy per candidate)."""
+    at, blocks, rows, start = {}, [], [], 0
+    for p in prepared:
+        data = (_digest(p.X), _digest(p.Y))
+        if data not in at:
+            at[data] = start
+            blocks.append(p)
+            start += len(p.X)
+        rows.append(np.arange(at[data], at[data] + len(p.X)))
+    return (np.concatenate([p.X for p in blocks]), np.concatenate([p.Y for p in blocks]),
+            rows)
+
+
+def _lookahead(asked):
+    """The fits' lookahead as one population's: 1 if any fit's hooks change its learning
+    rate (a fit asking None), else the smallest asked."""
+    return 1 if None in asked else min(asked)
+
+
 def train(net, epochs, fits):
     """One population for the prepared fits [(key, estimator, `_Prepared`, warnings)] of one
     net and epoch count; returns each member's result finished by its estimator (a
     `_Trained`: the fitted state, or the error its own fit would have raised), in order."""
-    sizes = [len(prepared.X) for _, _, prepared, _ in fits]
-    starts = np.cumsum([0, *sizes])
-    w = np.zeros((len(fits), starts[-1]))
+    X, Y, rows = _stacked_data([prepared for _, _, prepared, _ in fits])
+    w = np.zeros((len(fits), len(X)))
     for i, (_, _, prepared, _) in enumerate(fits):
         given = prepared.kwargs["sample_weight"]
-        w[i, starts[i]:starts[i + 1]] = 1.0 if given is None else given
+        w[i, rows[i]] = 1.0 if given is None else given
     kwargs = [prepared.kwargs for _, _, prepared, _ in fits]
 
     def each(name):
         return [kw[name] for kw in kwargs]
 
     res = fit_population(
-        net, np.concatenate([p.X for _, _, p, _ in fits]),
-        np.concatenate([p.Y for _, _, p, _ in fits]), keys=each("key"), opt=each("opt"),
+        net, X, Y, keys=each("key"), opt=each("opt"),
         alpha=each("alpha"), dropout=each("dropout"), schedule=each("schedule"),
         batch_size=each("batch_size"), shuffle=each("shuffle"), callback=each("callback"),
         on_epoch_end=each("on_epoch_end"), epochs=epochs, sample_weight=w, progress=False,
-        rows=[np.arange(starts[i], starts[i + 1]) for i in range(len(fits))])
+        rows=rows, lookahead=_lookahead(each("lookahead")))
     trained = []
     for i, (_, final, prepared, caught) in enumerate(fits):
         try:

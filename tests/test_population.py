@@ -285,6 +285,43 @@ def test_the_hooks_run_per_member_as_fit_runs_them():
                                    [x for e in log for x in e[2:]], rtol=1e-12)
 
 
+
+def test_epochs_dispatched_past_a_stop_are_undone():
+    """With lookahead, epochs are dispatched before the earlier ones are read back; a member
+    that stops (its callback, or early stopping) gets back its state of the epoch it stopped
+    at, and its hooks see each epoch's own parameters: every member equals `fit` alone."""
+    X, y = problem()
+
+    def hooks(log, stop_at):
+        def on_epoch_end(result, epoch):
+            log.append((epoch, float(np.asarray(result.params[0][0]).sum())))
+
+        return (lambda record: record["epoch"] == stop_at), on_epoch_end
+
+    stops, logs = [1, 3, 2], [[], [], []]
+    made = [hooks(logs[i], stop) for i, stop in enumerate(stops)]
+    with members_per_call() as calls:
+        res = fit_population(NET, X, y, keys=[0, 1, 2], epochs=10, batch_size=16,
+                             callback=[c for c, _ in made], on_epoch_end=[e for _, e in made],
+                             lookahead=4, progress=False)
+    assert list(res.epochs_run) == [2, 4, 3]
+    assert len(calls) > 4  # epochs past the last stop were dispatched, then undone
+    for i, stop in enumerate(stops):
+        log = []
+        callback, on_epoch_end = hooks(log, stop)
+        want = jaxbp.fit(NET, X, y, key=i, epochs=10, batch_size=16, callback=callback,
+                         on_epoch_end=on_epoch_end, progress=False)
+        assert_same_run(res.member(i), want, f"member {i}")
+        assert [e[0] for e in logs[i]] == [e[0] for e in log]
+        np.testing.assert_allclose([e[1] for e in logs[i]], [e[1] for e in log], rtol=1e-12)
+    # early stopping and restore_best, run ahead (the default without hooks) and not
+    kw = dict(keys=[0, 1, 2], lr=[0.3, 0.05, 0.1], epochs=40, batch_size=16,
+              validation_fraction=0.25, early_stopping=True, patience=2, progress=False)
+    ahead, step = fit_population(NET, X, y, **kw), fit_population(NET, X, y, lookahead=1, **kw)
+    assert len(set(ahead.epochs_run)) > 1 and max(ahead.epochs_run) < 40
+    for i in range(3):
+        assert_same_run(ahead.member(i), step.member(i), f"member {i}")
+
 SHARDED = textwrap.dedent(r"""
     import jax
     jax.config.update("jax_enable_x64", True)
