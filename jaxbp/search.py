@@ -83,17 +83,22 @@ def key(est, X, y, sample_weight):
 def _prepared_fits(estimator, X, y, candidates, splits):
     """[(key, final estimator, its `_Prepared`)] for each (candidate, split) a population can
     train: a jaxbp estimator (or a Pipeline ending in one), stochastic, not warm-started."""
-    fits = []
+    fits, transformed = [], {}
     for params in candidates:
-        for train, _ in splits:
+        for split, (train, _) in enumerate(splits):
             est = clone(estimator).set_params(**params)
             final = est[-1] if isinstance(est, Pipeline) else est
             if not hasattr(final, "_prepare") or final.solver == "lbfgs" or final.warm_start \
                     or final.ensemble != 1:  # an ensemble is a population of its own
                 continue
             X_train, y_train = X[train], y[train]
-            if final is not est:  # the pipeline's preprocessing, fitted on this split
-                X_train = est[:-1].fit_transform(X_train, y_train)
+            if final is not est:  # the pipeline's preprocessing, fitted on this split: once
+                # per split and setting of the steps (a step that draws at random without a
+                # seed gives other data in scikit-learn's own fits: those fall back to one by one)
+                steps = (split, repr(sorted(est[:-1].get_params(deep=True).items())))
+                if steps not in transformed:
+                    transformed[steps] = est[:-1].fit_transform(X_train, y_train)
+                X_train = transformed[steps]
             fit_key = key(final, X_train, y_train, None)
             if fit_key is None:
                 continue
