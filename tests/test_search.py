@@ -115,6 +115,27 @@ def test_a_grid_over_the_optimizers_settings_is_one_population(counted):
     _same_search(ours, theirs, X)
 
 
+
+def test_rates_set_by_the_estimators_hooks_are_not_run_ahead(counted):
+    """SGD's 'invscaling' and 'adaptive' rates are set for the next epoch by the estimator's
+    end-of-epoch hook (the examples seen so far; a stalled loss dividing the rate by 5), so
+    their population runs no epoch ahead of the one read back: the results equal
+    scikit-learn's search, which fits them one by one."""
+    ds = datasets.load("breast_cancer")
+    X, y = ds.X, ds.y
+    est = make_pipeline(StandardScaler(), jsk.MLPClassifier(
+        hidden_layer_sizes=(4,), solver="sgd", max_iter=10, tol=0.05, n_iter_no_change=2,
+        random_state=0))
+    grid = {"mlpclassifier__learning_rate": ["invscaling", "adaptive"],
+            "mlpclassifier__learning_rate_init": [0.05, 0.5]}
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y)
+        assert counted["populations"] == [8]
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
+    _same_search(ours, theirs, X)
+
 def test_what_no_population_trains_runs_one_by_one(counted):
     """solver='lbfgs' candidates run one by one beside the adam ones' population; a
     candidate whose fits diverge fails as in scikit-learn (error_score, FitFailedWarning)."""
