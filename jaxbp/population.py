@@ -48,6 +48,7 @@ from jaxbp.fit import (
     _epoch_in_order,
     _epoch_order,
     _held_out_rows,
+    _lookahead,
     _param_fields,
     _progress_bar,
     _Static,
@@ -309,15 +310,11 @@ class _Group(NamedTuple):
         return self.place(self.flags(flags))
 
     def place(self, tree):
-        """A tree stacked over the group's members on its mesh (a slice per device)."""
+        """A tree stacked over the group's members on its device, or on its mesh (a slice per
+        device): placed once, not sent again with each epoch's call."""
         if self.mesh is None:
-            return tree
+            return jax.device_put(tree)
         return jax.device_put(tree, NamedSharding(self.mesh, P("members")))
-
-
-def _on(g, values):
-    """Per-member values on the group's devices once (not sent again with each epoch)."""
-    return g.place(values) if g.mesh is not None else jax.device_put(values)
 
 
 def _padded(items, mesh):
@@ -349,9 +346,9 @@ def _group(members, idx, w, dtype, mesh, zero_column):
                       val_rows=None if val is None else g.place(jnp.asarray(val)),
                       weights=g.place(jnp.asarray(w[_padded(idx, mesh)], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
-                      alpha=_on(g, np.asarray([m.alpha for m in ms], dtype)),
-                      hyper=_on(g, np.asarray([[m.value(f) for f in varying] for m in ms],
-                                              dtype).reshape(len(ms), len(varying))))
+                      alpha=g.place(np.asarray([m.alpha for m in ms], dtype)),
+                      hyper=g.place(np.asarray([[m.value(f) for f in varying] for m in ms],
+                                               dtype).reshape(len(ms), len(varying))))
 
 
 def member_bytes(net, opt, params, m, batch_size):
@@ -466,8 +463,6 @@ def fit_population(net, X, y, *, keys, opt=None, lr=None, alpha=0.0, dropout=0.0
     hooks = None if callback is None and on_epoch_end is None else _Hooks(
         _per_member("callback", callback, k, _callable),
         _per_member("on_epoch_end", on_epoch_end, k, _callable), keys)
-    lookahead = validate.positive_int("lookahead", lookahead) if lookahead is not None else (
-        1 if hooks is not None else 8)
     return _train(net, X, Y, w, members, validate.positive_int("epochs", epochs),
                   stopping, restore_best, progress, memory, hooks, _devices(devices), lookahead)
 
@@ -510,8 +505,7 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
     for c in carry:
         c.append(c[0])  # the best parameters so far
     done = {}  # member -> (params, state, best params) of the members compacted away
-    held = sum(x.nbytes for c in carry for x in jax.tree.leaves(c[:2]))  # an epoch's outputs
-    lookahead = min(lookahead, max(1, backends.LOOKAHEAD_BYTES // max(held, 1)))
+    lookahead = _lookahead(lookahead, hooks, None, [c[0] for c in carry], [c[1] for c in carry])
     history = _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done,
                    lookahead)
     for g, c in zip(groups, carry, strict=True):
@@ -556,9 +550,14 @@ def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done, lo
     return {name: np.stack(v) for name, v in history.items()}
 
 
+def _half_stopped(g, active):
+    """Whether at most half of group g's members are still active: `_compact` then takes
+    the stopped ones out."""
+    return 2 * np.count_nonzero(active[g.members]) <= len(g.members)
+
+
 def _compaction_due(groups, active):
-    """Whether a group has at most half of its members still active (`_compact`)."""
-    return any(2 * np.count_nonzero(active[g.members]) <= len(g.members) for g in groups)
+    return any(_half_stopped(g, active) for g in groups)
 
 
 class _Placed:
@@ -572,7 +571,7 @@ class _Placed:
         kept = self.last.get((id(g), name))
         if kept is not None and kept[0] is g and np.array_equal(kept[1], values):
             return kept[2]
-        placed = _on(g, values)
+        placed = g.place(values)
         self.last[(id(g), name)] = (g, values, placed)
         return placed
 
@@ -583,13 +582,13 @@ def _compact(groups, carry, active, done):
     anew to log2 of the group's size). The members taken out go to `done`."""
     kept_groups, kept_carry = [], []
     for g, c in zip(groups, carry, strict=True):
-        keep = [j for j, i in enumerate(g.members) if active[i]]
-        if 2 * len(keep) > len(g.members):
+        if not _half_stopped(g, active):
             kept_groups.append(g)
             kept_carry.append(c)
             continue
         parts = _split(*c)
         done |= {i: parts[j] for j, i in enumerate(g.members) if not active[i]}
+        keep = [j for j, i in enumerate(g.members) if active[i]]
         if keep:
             at = np.asarray(_padded(keep, g.mesh))
             new = g._replace(members=[g.members[j] for j in keep],
@@ -599,8 +598,8 @@ def _compact(groups, carry, active, done):
                 rows=new.place(g.rows[at]), sizes=new.place(g.sizes[at]),
                 weights=new.place(g.weights[at]),
                 val_rows=None if g.val_rows is None else new.place(g.val_rows[at]),
-                keys=new.place(g.keys[at]), alpha=_on(new, g.alpha[at]),
-                hyper=_on(new, g.hyper[at])))
+                keys=new.place(g.keys[at]), alpha=new.place(g.alpha[at]),
+                hyper=new.place(g.hyper[at])))
     return kept_groups, kept_carry
 
 
