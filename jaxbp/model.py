@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxbp.activations import ACTIVATIONS, OUTPUTS, RELU_FAMILY
 from jaxbp.losses import LOG_LOSSES, LOSSES, NATURAL_LOSS, PROBABILITY_OUTPUTS
@@ -107,7 +108,7 @@ class Cache(NamedTuple):
 
 def default_dtype():
     """float64 when `jax_enable_x64` is on, else float32."""
-    return jnp.zeros(()).dtype
+    return np.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
 def check_key(key):

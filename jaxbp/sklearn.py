@@ -775,8 +775,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(unknown):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
                                  f"has {lb.classes_}. 'y' has {unique_labels(y)}.")
-        Y = lb.transform(y)
-        Y = np.asarray(Y.toarray() if sparse.issparse(Y) else Y, np.float64)
+        Y = _encoded(lb, y)
         output = "softmax" if lb.y_type_ == "multiclass" else "sigmoid"
         ids = None if multilabel else (np.argmax(Y, axis=1) if Y.shape[1] > 1 else
                                        Y[:, 0].astype(int))
@@ -894,6 +893,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.mean([m.predict(X) for m in self.estimators_], axis=0)
         Z = self._logits(X)  # identity output: A^L = Z^L
         return Z[:, 0] if self.n_outputs_ == 1 else Z
+
+
+def _encoded(lb, y):
+    """`lb.transform(y)` as float64 (n_samples, n_L): class labels compared with the classes
+    directly (one column for two classes: the second's), as LabelBinarizer encodes them
+    without its checks of y, made by `_validate_input` already (they take ~4 ms a call, a
+    search prepares dozens of fits); multilabel targets by LabelBinarizer."""
+    if y.ndim == 1 and lb.y_type_ in ("binary", "multiclass"):
+        Y = y[:, None] == lb.classes_[None, :]
+        return np.asarray(Y[:, 1:] if len(lb.classes_) == 2 else Y, np.float64)
+    Y = lb.transform(y)
+    return np.asarray(Y.toarray() if sparse.issparse(Y) else Y, np.float64)
 
 
 def _dense_rows(X, y):

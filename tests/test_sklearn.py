@@ -169,6 +169,26 @@ def test_binary_labels_one_sigmoid_output_and_multilabel():
     assert multi.predict_proba(Xm).shape == Ym.shape
 
 
+@pytest.mark.parametrize(("fitted_on", "y"), [
+    (["no", "yes"], ["yes", "no", "no"]),  # binary: one column, the second class's
+    (["no", "yes"], ["no", "no"]),  # a batch of one class (partial_fit)
+    ([2, 0, 1], [1, 0, 1]),  # classes given beyond a batch's: multiclass columns
+    ([1.0, 2.0, 3.0, 4.0], [4.0, 1.0, 3.0, 2.0]),
+    ([False, True], [True, False]),
+])
+def test_labels_are_encoded_as_label_binarizer_encodes_them(fitted_on, y):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from jaxbp.sklearn import _encoded
+
+    lb = LabelBinarizer().fit(fitted_on)
+    y = np.asarray(y)
+    want = lb.transform(y)
+    got = _encoded(lb, y)
+    assert got.dtype == np.float64 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
 def test_regressor_output_shapes():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 3))
