@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy.stats import loguniform
 from sklearn import model_selection
+from sklearn.feature_selection import SelectKBest
 from sklearn.model_selection import KFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from jaxbp import datasets, population
@@ -115,7 +116,6 @@ def test_a_grid_over_the_optimizers_settings_is_one_population(counted):
     _same_search(ours, theirs, X)
 
 
-
 def test_rates_set_by_the_estimators_hooks_are_not_run_ahead(counted):
     """SGD's 'invscaling' and 'adaptive' rates are set for the next epoch by the estimator's
     end-of-epoch hook (the examples seen so far; a stalled loss dividing the rate by 5), so
@@ -136,6 +136,7 @@ def test_rates_set_by_the_estimators_hooks_are_not_run_ahead(counted):
         theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
     _same_search(ours, theirs, X)
 
+
 def test_what_no_population_trains_runs_one_by_one(counted):
     """solver='lbfgs' candidates run one by one beside the adam ones' population; a
     candidate whose fits diverge fails as in scikit-learn (error_score, FitFailedWarning)."""
@@ -152,3 +153,44 @@ def test_what_no_population_trains_runs_one_by_one(counted):
         theirs = model_selection.GridSearchCV(est, grid, cv=cv, error_score=np.nan).fit(X, y)
     assert np.isnan(ours.cv_results_["mean_test_score"][2])  # diverged: the error path
     _same_search(ours, theirs, X)
+
+
+def test_a_grid_over_a_supervised_preprocessing_step_equals_scikit_learns(counted):
+    """A three-step Pipeline whose first step uses y (SelectKBest) and whose k the grid
+    varies: each split's preprocessing is fitted per setting of the steps (two widths of
+    input: two populations), and the results equal scikit-learn's search."""
+    ds = datasets.load("breast_cancer")
+    X, y = ds.X, ds.y
+    est = Pipeline([("select", SelectKBest(k=10)), ("scale", StandardScaler()),
+                    ("mlp", jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=6,
+                                              random_state=0))])
+    grid = {"select__k": [3, 12], "mlp__alpha": [1e-4, 1e-1]}
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y)
+        assert counted == {"one_by_one": 1, "populations": [4, 4]}
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
+    _same_search(ours, theirs, X)
+
+
+def test_fits_of_the_same_rows_with_other_labels_are_told_apart(counted):
+    """Two splits whose training rows are equal byte for byte but whose labels differ (the
+    second half of X repeats the first with every label flipped): a fit is known by its y as
+    well as its X, so each split gets its own trained network, as in scikit-learn's search."""
+    rng = np.random.default_rng(0)
+    X0 = rng.normal(size=(24, 3))
+    X, y0 = np.concatenate([X0, X0]), (X0[:, 0] > 0).astype(int)
+    y = np.concatenate([y0, 1 - y0])
+    halves = [(np.arange(24), np.arange(24, 48)), (np.arange(24, 48), np.arange(24))]
+    est = jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, learning_rate_init=0.05,
+                            random_state=0)
+    grid = {"alpha": [1e-4, 1e-1]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=halves, refit=False).fit(X, y)
+        assert counted == {"one_by_one": 0, "populations": [4]}
+        theirs = model_selection.GridSearchCV(est, grid, cv=halves, refit=False).fit(X, y)
+    for k in ("split0_test_score", "split1_test_score", "mean_test_score"):
+        np.testing.assert_allclose(ours.cv_results_[k], theirs.cv_results_[k], rtol=1e-12,
+                                   err_msg=k)
