@@ -194,3 +194,65 @@ def test_fits_of_the_same_rows_with_other_labels_are_told_apart(counted):
     for k in ("split0_test_score", "split1_test_score", "mean_test_score"):
         np.testing.assert_allclose(ours.cv_results_[k], theirs.cv_results_[k], rtol=1e-12,
                                    err_msg=k)
+
+
+def _blobs(m=60, seed=0):
+    """A small 3-class problem: X (m, 4), y in {0, 1, 2}, the classes in blocks (unshuffled
+    KFold splits differ from StratifiedKFold's)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), m // 3)
+    return rng.normal(size=(m, 4)) + y[:, None], y
+
+
+def test_fit_parameters_or_data_that_is_no_array_run_one_by_one(counted):
+    """A search given fit parameters (sample_weight) or X as a list trains no population: its
+    fits run one by one, as scikit-learn's, with the same results."""
+    X, y = _blobs()
+    est = jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=4, random_state=0)
+    grid, cv = {"alpha": [1e-4, 1e-1]}, KFold(2, shuffle=True, random_state=0)
+    w = np.linspace(0.5, 2.0, len(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y, sample_weight=w)
+        assert counted == {"one_by_one": 5, "populations": []}
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y, sample_weight=w)
+        _same_search(ours, theirs, X)
+        counted["one_by_one"] = 0
+        ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X.tolist(), y)
+        assert counted == {"one_by_one": 5, "populations": []}
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X.tolist(), y)
+    _same_search(ours, theirs, X)
+
+
+def test_cv_as_a_number_splits_as_scikit_learns_search(counted):
+    """cv=3 for a classifier is scikit-learn's StratifiedKFold(3) (check_cv): the population
+    trains the very fits scikit-learn's search asks for (only the refit runs alone)."""
+    X, y = _blobs()
+    est = jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=4, random_state=0)
+    grid = {"alpha": [1e-4, 1e-1]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=3).fit(X, y)
+        assert counted == {"one_by_one": 1, "populations": [6]}
+        theirs = model_selection.GridSearchCV(est, grid, cv=3).fit(X, y)
+    _same_search(ours, theirs, X)
+
+
+def test_a_split_whose_fit_fails_leaves_the_other_splits_to_the_population(counted):
+    """The first split's training rows hold one class only (the estimator's fit raises, and
+    scikit-learn's search scores it error_score): the second split's fits still train as one
+    population, and the results equal scikit-learn's."""
+    X, y = _blobs()
+    one_class = np.flatnonzero(y == 0)
+    splits = [(one_class, np.flatnonzero(y != 0)),
+              (np.arange(0, 60, 2), np.arange(1, 60, 2))]
+    est = jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=4, random_state=0)
+    grid = {"alpha": [1e-4, 1e-1]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = jsk.GridSearchCV(est, grid, cv=splits, error_score=np.nan).fit(X, y)
+        assert counted == {"one_by_one": 1, "populations": [2]}
+        theirs = model_selection.GridSearchCV(est, grid, cv=splits,
+                                              error_score=np.nan).fit(X, y)
+    assert np.all(np.isnan(ours.cv_results_["split0_test_score"]))
+    _same_search(ours, theirs, X)
