@@ -2,12 +2,14 @@
 as populations; every score, rank and choice equal to scikit-learn's own search over the same
 jaxbp estimator."""
 
+import threading
 import warnings
 
 import numpy as np
 import pytest
 from scipy.stats import loguniform
 from sklearn import model_selection
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_selection import SelectKBest
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -43,7 +45,7 @@ def _same_search(ours, theirs, X):
 @pytest.fixture
 def counted(monkeypatch):
     """The fits run one by one (the estimator's `fit` path) and the populations trained."""
-    calls = {"one_by_one": 0, "populations": []}
+    calls = {"one_by_one": 0, "populations": [], "lookahead": []}
     one, pop = jsk._fit, population.fit_population
 
     def one_by_one(*args, **kwargs):
@@ -52,6 +54,7 @@ def counted(monkeypatch):
 
     def populations(*args, **kwargs):
         calls["populations"].append(len(kwargs["keys"]))
+        calls["lookahead"].append(kwargs["lookahead"])
         return pop(*args, **kwargs)
 
     monkeypatch.setattr(jsk, "_fit", one_by_one)
@@ -73,7 +76,7 @@ def test_grid_search_over_a_pipeline_equals_scikit_learns(counted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=cv, return_train_score=True).fit(X, y)
-        assert counted == {"one_by_one": 1, "populations": [12]}
+        assert counted == {"one_by_one": 1, "populations": [12], "lookahead": [8]}  # Adam
         theirs = model_selection.GridSearchCV(est, grid, cv=cv, return_train_score=True).fit(X, y)
     _same_search(ours, theirs, X)
 
@@ -132,7 +135,7 @@ def test_rates_set_by_the_estimators_hooks_are_not_run_ahead(counted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y)
-        assert counted["populations"] == [8]
+        assert counted["populations"] == [8] and counted["lookahead"] == [1]  # hooks' rates
         theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
     _same_search(ours, theirs, X)
 
@@ -169,7 +172,7 @@ def test_a_grid_over_a_supervised_preprocessing_step_equals_scikit_learns(counte
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y)
-        assert counted == {"one_by_one": 1, "populations": [4, 4]}
+        assert counted == {"one_by_one": 1, "populations": [4, 4], "lookahead": [8, 8]}
         theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
     _same_search(ours, theirs, X)
 
@@ -189,7 +192,7 @@ def test_fits_of_the_same_rows_with_other_labels_are_told_apart(counted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=halves, refit=False).fit(X, y)
-        assert counted == {"one_by_one": 0, "populations": [4]}
+        assert counted == {"one_by_one": 0, "populations": [4], "lookahead": [8]}
         theirs = model_selection.GridSearchCV(est, grid, cv=halves, refit=False).fit(X, y)
     for k in ("split0_test_score", "split1_test_score", "mean_test_score"):
         np.testing.assert_allclose(ours.cv_results_[k], theirs.cv_results_[k], rtol=1e-12,
@@ -214,12 +217,12 @@ def test_fit_parameters_or_data_that_is_no_array_run_one_by_one(counted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y, sample_weight=w)
-        assert counted == {"one_by_one": 5, "populations": []}
+        assert counted == {"one_by_one": 5, "populations": [], "lookahead": []}
         theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y, sample_weight=w)
         _same_search(ours, theirs, X)
         counted["one_by_one"] = 0
         ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X.tolist(), y)
-        assert counted == {"one_by_one": 5, "populations": []}
+        assert counted == {"one_by_one": 5, "populations": [], "lookahead": []}
         theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X.tolist(), y)
     _same_search(ours, theirs, X)
 
@@ -233,7 +236,7 @@ def test_cv_as_a_number_splits_as_scikit_learns_search(counted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=3).fit(X, y)
-        assert counted == {"one_by_one": 1, "populations": [6]}
+        assert counted == {"one_by_one": 1, "populations": [6], "lookahead": [8]}
         theirs = model_selection.GridSearchCV(est, grid, cv=3).fit(X, y)
     _same_search(ours, theirs, X)
 
@@ -251,8 +254,44 @@ def test_a_split_whose_fit_fails_leaves_the_other_splits_to_the_population(count
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=splits, error_score=np.nan).fit(X, y)
-        assert counted == {"one_by_one": 1, "populations": [2]}
+        assert counted == {"one_by_one": 1, "populations": [2], "lookahead": [8]}
         theirs = model_selection.GridSearchCV(est, grid, cv=splits,
                                               error_score=np.nan).fit(X, y)
     assert np.all(np.isnan(ours.cv_results_["split0_test_score"]))
     _same_search(ours, theirs, X)
+
+
+def test_the_fits_warnings_are_scikit_learns_searchs(counted):
+    """Each fit that stops at max_iter warns (ConvergenceWarning) when scikit-learn's search
+    calls it, with the message and category its own fit gives, in the same order."""
+    X, y = _blobs()
+    est = jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    grid, cv = {"alpha": [1e-4, 1e-1]}, KFold(2, shuffle=True, random_state=0)
+    given = {}
+    for name, search in (("ours", jsk.GridSearchCV), ("theirs", model_selection.GridSearchCV)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            search(est, grid, cv=cv).fit(X, y)
+        given[name] = [(w.category, str(w.message)) for w in caught
+                       if issubclass(w.category, ConvergenceWarning)]
+    assert counted["populations"] == [4]
+    assert len(given["theirs"]) == 5 and given["ours"] == given["theirs"]
+    assert given["ours"][0] == (ConvergenceWarning, "Stochastic Optimizer: Maximum iterations "
+                                "(3) reached and the optimization hasn't converged yet.")
+
+
+def test_an_estimator_fits_in_a_thread_that_never_searched():
+    """The searches' trained fits are kept per thread; a thread that never ran a search
+    finds none and fits as usual."""
+    X, y = _blobs()
+    fitted = {}
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fitted["est"] = jsk.MLPClassifier((4,), max_iter=2, random_state=0).fit(X, y)
+
+    thread = threading.Thread(target=fit)
+    thread.start()
+    thread.join()
+    assert fitted["est"].n_iter_ == 2

@@ -62,6 +62,18 @@ def test_a_regressor_ensemble_and_a_multilabel_one_average_their_members():
     np.testing.assert_array_equal(ens.predict(Xm), (P > 0.5).astype(int))
 
 
+def test_an_ensemble_fitted_with_sample_weights_is_its_members_fitted_with_them():
+    rng = np.random.default_rng(1)
+    X, y = make_classification(90, 5, n_informative=3, random_state=1)
+    w = rng.uniform(0.0, 3.0, size=len(y))
+    kw = dict(hidden_layer_sizes=(5,), max_iter=8, learning_rate_init=1e-2)
+    ens = MLPClassifier(ensemble=2, random_state=4, **kw).fit(X, y, sample_weight=w)
+    alone = [MLPClassifier(random_state=int(s), **kw).fit(X, y, sample_weight=w)
+             for s in member_seeds(4, 2)]
+    for got, want in zip(ens.estimators_, alone, strict=True):
+        assert_same_network(got, want)
+
+
 def test_what_an_ensemble_refuses_and_a_refit_of_one_network():
     X, y = make_classification(60, 4, random_state=0)
     with pytest.raises(ValueError, match=r"^ensemble: expected an int >= 1, got 0"):
