@@ -492,13 +492,19 @@ def _dispatched_epochs(net, opt, cfg, params, state, columns, val_columns, key, 
         yield pending.popleft()
 
 
+def divergence(epoch, J, lr, alpha):
+    """The DivergenceError of epoch `epoch` (counted from 0), whose training cost J is not
+    finite, trained at learning rate lr with L2 alpha."""
+    return DivergenceError(
+        f"epoch {epoch} (counted from 0): the training cost became {float(J)}; try a smaller "
+        f"learning rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
+
+
 def _record(epoch, lr, J, val, alpha):
     """The epoch's history record (cost read back from the device), or DivergenceError."""
     J = float(J)
     if not math.isfinite(J):
-        raise DivergenceError(
-            f"epoch {epoch} (counted from 0): the training cost became {J}; try a smaller "
-            f"learning rate (now {lr:g}){' or a smaller alpha' if alpha else ''}")
+        raise divergence(epoch, J, lr, alpha)
     record = {"epoch": epoch, "lr": lr, "train_cost": J}
     if val is not None:
         record |= {"val_cost": float(val[0]), "val_score": float(val[1])}

@@ -42,7 +42,6 @@ from jax.sharding import PartitionSpec as P
 from jaxbp import backends, optim, validate
 from jaxbp.backends import shuffle_kind
 from jaxbp.fit import (
-    DivergenceError,
     FitResult,
     _cost_and_score,
     _epoch_in_order,
@@ -54,6 +53,7 @@ from jaxbp.fit import (
     _Static,
     _training_rows,
     as_schedule,
+    divergence,
 )
 from jaxbp.model import MLP, init
 
@@ -72,15 +72,15 @@ class PopulationResult:
     stopped_early: np.ndarray
     keys: list
     diverged: np.ndarray  # members whose cost stopped being finite (`fit` would have raised)
+    alpha: list  # each member's L2 alpha
 
     def member(self, i):
         """Member i as a `FitResult`: what `fit` alone would have returned (for a member that
-        diverged, the DivergenceError `fit` would have raised)."""
-        if self.diverged[i]:
-            raise DivergenceError(f"member {i}: the training cost stopped being finite after "
-                                  f"{int(self.epochs_run[i])} epoch(s); try a smaller "
-                                  f"learning rate (now {self.history['lr'][-1, i]:g})")
+        diverged, the DivergenceError `fit` would have raised, with its message)."""
         n = int(self.epochs_run[i])
+        if self.diverged[i]:  # epoch n (counted from 0) is the one whose cost was not finite
+            raise divergence(n, self.history["train_cost"][n, i], self.history["lr"][n, i],
+                             self.alpha[i])
         history = {"epoch": list(range(n))}
         history |= {k: [float(v) for v in self.history[k][:n, i]] for k in self.history}
         return FitResult(self.params[i], self.opt_state[i], history, n, self.best_epoch[i],
@@ -516,7 +516,8 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
         keep = stopping.stopped[i] and restore_best and stopping.best_epoch[i] is not None
         params[i], state[i] = best_i if keep else p_i, s_i
     return PopulationResult(params, state, history, stopping.epochs_run, stopping.best_epoch,
-                            stopping.stopped, [m.key for m in members], stopping.diverged)
+                            stopping.stopped, [m.key for m in members], stopping.diverged,
+                            [m.alpha for m in members])
 
 
 def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done, lookahead):

@@ -152,10 +152,18 @@ def test_what_no_population_trains_runs_one_by_one(counted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = jsk.GridSearchCV(est, grid, cv=cv, error_score=np.nan).fit(X, y)
-        assert counted["populations"] == [4]
+        assert counted == {"one_by_one": 0, "populations": [4], "lookahead": [8]}
         theirs = model_selection.GridSearchCV(est, grid, cv=cv, error_score=np.nan).fit(X, y)
     assert np.isnan(ours.cv_results_["mean_test_score"][2])  # diverged: the error path
     _same_search(ours, theirs, X)
+    raised = {}  # with error_score='raise': the error of the estimator's own fit, word for word
+    for name, search in (("ours", jsk.GridSearchCV), ("theirs", model_selection.GridSearchCV)):
+        with pytest.raises(ValueError, match="training diverged") as e, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search(est, grid[1], cv=cv, error_score="raise").fit(X, y)
+        raised[name] = str(e.value)
+    assert raised["ours"] == raised["theirs"]
 
 
 def test_a_grid_over_a_supervised_preprocessing_step_equals_scikit_learns(counted):
@@ -295,3 +303,20 @@ def test_an_estimator_fits_in_a_thread_that_never_searched():
     thread.start()
     thread.join()
     assert fitted["est"].n_iter_ == 2
+
+
+def test_a_grid_over_dropout_and_shuffling_equals_scikit_learns(counted, capfd):
+    """jaxbp's dropout and scikit-learn's shuffle, varied by the grid (one population whose
+    members form four groups: dropout on or off and shuffling on or off shape the compiled
+    program), give the results of scikit-learn's search; a search draws no progress bar."""
+    X, y = _blobs()
+    est = jsk.MLPClassifier(hidden_layer_sizes=(6,), max_iter=4, random_state=0)
+    grid = {"dropout": [0.0, 0.3], "shuffle": [True, False]}
+    cv = KFold(2, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = jsk.GridSearchCV(est, grid, cv=cv).fit(X, y)
+        assert counted["populations"] == [8]
+        assert capfd.readouterr().err == ""
+        theirs = model_selection.GridSearchCV(est, grid, cv=cv).fit(X, y)
+    _same_search(ours, theirs, X)
