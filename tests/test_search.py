@@ -167,15 +167,16 @@ def test_what_no_population_trains_runs_one_by_one(counted):
 
 
 def test_a_grid_over_a_supervised_preprocessing_step_equals_scikit_learns(counted):
-    """A three-step Pipeline whose first step uses y (SelectKBest) and whose k the grid
-    varies: each split's preprocessing is fitted per setting of the steps (two widths of
-    input: two populations), and the results equal scikit-learn's search."""
+    """A three-step Pipeline whose first step uses y (SelectKBest): the grid varies its k
+    and the middle step's with_std; each split's preprocessing is fitted per setting of the
+    steps (two widths of input: two populations), and the results equal scikit-learn's
+    search."""
     ds = datasets.load("breast_cancer")
     X, y = ds.X, ds.y
     est = Pipeline([("select", SelectKBest(k=10)), ("scale", StandardScaler()),
                     ("mlp", jsk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=6,
                                               random_state=0))])
-    grid = {"select__k": [3, 12], "mlp__alpha": [1e-4, 1e-1]}
+    grid = {"select__k": [3, 12], "scale__with_std": [True, False]}
     cv = StratifiedKFold(2, shuffle=True, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
