@@ -36,8 +36,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jaxbp import backends, optim, validate
 from jaxbp.backends import shuffle_kind
@@ -176,16 +174,9 @@ def _split(*stacked):
 
 
 @functools.lru_cache(maxsize=64)
-def _epoch_over(net, opt, varying, cfg, mesh):
-    """The group's compiled epoch; with a mesh, each device runs the epoch of its own slice of
-    the members (`shard_map`: the members never communicate, so nothing is exchanged)."""
-    body = functools.partial(_population_epoch, net, opt, varying, cfg)
-    if mesh is None:
-        return jax.jit(body)
-    each, every = P("members"), P()
-    return jax.jit(jax.shard_map(body, mesh=mesh, out_specs=each,
-                                 in_specs=(each, each, every, every, each, each, each, each,
-                                           every, each, each, each, each)))
+def _epoch_over(net, opt, varying, cfg):
+    """The group's compiled epoch (it runs on the device its arrays are on)."""
+    return jax.jit(functools.partial(_population_epoch, net, opt, varying, cfg))
 
 
 _scores = jax.jit(_population_scores, static_argnums=0)
@@ -273,9 +264,8 @@ def _members(net, y, keys, rows, settings, validation_fraction, validation_rows)
 
 
 class _Group(NamedTuple):
-    """Members that share one compiled program, and their arrays, stacked member by member;
-    `pad` copies of the last member follow (never active) so that the mesh's devices hold
-    as many members each."""
+    """Members that share one compiled program and one device, and their arrays, stacked
+    member by member on that device."""
 
     members: list
     cfg: Any
@@ -287,45 +277,28 @@ class _Group(NamedTuple):
     alpha: Any
     specs: list  # the members' `_Member`s, in the order of `members`
     dtype: Any
-    pad: int = 0
-    mesh: Any = None  # a 1-D "members" mesh: each device trains a slice of the members
+    device: Any = None  # the device its members train on...
+    data: tuple = ()  # ...and (X, Y) there, column-major, followed by the zero column
     opt: Any = None  # the program's optimizer: the members', but for the fields in `varying`
     varying: tuple = ()  # the fields (dropout, the optimizer's) that differ between members...
     hyper: Any = None  # ...and their values, (members, len(varying))
 
     def lr(self, epoch, epochs):
         """The members' learning rates of epoch `epoch`, as `fit` passes its one."""
-        return self.padded(np.asarray([m.lr_at(epoch, epochs) for m in self.specs], self.dtype))
-
-    def padded(self, values):
-        """Per-member values (leading axis) with the padding members' copies of the last."""
-        return np.concatenate([values, np.repeat(values[-1:], self.pad, axis=0)])
-
-    def flags(self, flags):
-        """The members' flags (indexed by member number), False for the padding members."""
-        return np.concatenate([flags[self.members], np.zeros(self.pad, bool)])
+        return np.asarray([m.lr_at(epoch, epochs) for m in self.specs], self.dtype)
 
     def mask(self, flags):
-        """`flags` placed on the group's devices."""
-        return self.place(self.flags(flags))
+        """The members' flags (indexed by member number) placed on the group's device."""
+        return self.place(flags[self.members])
 
     def place(self, tree):
-        """A tree stacked over the group's members on its device, or on its mesh (a slice per
-        device): placed once, not sent again with each epoch's call."""
-        if self.mesh is None:
-            return jax.device_put(tree)
-        return jax.device_put(tree, NamedSharding(self.mesh, P("members")))
+        """A tree stacked over the group's members, placed on its device once (not sent
+        again with each epoch's call)."""
+        return jax.device_put(tree, self.device)
 
 
-def _padded(items, mesh):
-    """`items` (a list, one per member) and copies of the last up to a multiple of the mesh's
-    devices: the padding members, so that every device holds as many."""
-    return items + items[-1:] * (0 if mesh is None else -len(items) % mesh.size)
-
-
-def _group(members, idx, w, dtype, mesh, zero_column):
-    """The group of members `idx`, padded to a multiple of the mesh's devices."""
-    pad = len(_padded(idx, mesh)) - len(idx)
+def _group(members, idx, w, dtype, device, data):
+    """The group of members `idx`, on `device` (where `data` is)."""
     ms = [members[i] for i in idx]
     varying = tuple(f for f in ("dropout", *ms[0].opt.PER_MEMBER)
                     if len({m.value(f) for m in ms}) > 1)  # traced; the others compiled in
@@ -333,18 +306,17 @@ def _group(members, idx, w, dtype, mesh, zero_column):
     g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle,
                             placeholders.pop("dropout", ms[0].dropout),
                             max(m.alpha for m in ms) > 0, gather_in_step=True),
-               None, None, None, None, None, None, ms, dtype, pad, mesh,
+               None, None, None, None, None, None, ms, dtype, device, data,
                dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
-    ms = _padded(ms, mesh)  # a new list: specs keeps the members only
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
     M = max(len(m.rows) for m in ms)
-    rows = np.full((len(ms), M), zero_column, np.int32)
+    rows = np.full((len(ms), M), data[0].shape[1] - 1, np.int32)  # the zero column
     for j, m in enumerate(ms):
         rows[j, :len(m.rows)] = m.rows
     return g._replace(rows=g.place(jnp.asarray(rows)),
                       sizes=g.place(jnp.asarray([len(m.rows) for m in ms], jnp.int32)),
                       val_rows=None if val is None else g.place(jnp.asarray(val)),
-                      weights=g.place(jnp.asarray(w[_padded(idx, mesh)], dtype)),
+                      weights=g.place(jnp.asarray(w[idx], dtype)),
                       keys=g.place(jnp.stack([m.key for m in ms])),
                       alpha=g.place(np.asarray([m.alpha for m in ms], dtype)),
                       hyper=g.place(np.asarray([[m.value(f) for f in varying] for m in ms],
@@ -489,27 +461,19 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
     Xc, Yc = (jnp.concatenate([A, jnp.zeros((A.shape[0], 1), A.dtype)], axis=1)
               for A in (Xc, Yc))
     w = np.concatenate([w, np.zeros((w.shape[0], 1))], axis=1)
-    mesh = None if len(devices) == 1 else Mesh(np.asarray(devices), ("members",))
-    if mesh is not None:  # on every device once, not sent again with each epoch's call
-        Xc, Yc = jax.device_put((Xc, Yc), NamedSharding(mesh, P()))
-    chunk = _members_per_chunk(net, first, members, memory) * len(devices)
-    groups = collections.defaultdict(list)
-    for i, m in enumerate(members):
-        groups[m.group()].append(i)
-    groups = [_group(members, idx[at:at + chunk], w, dtype, mesh, X.shape[0])
-              for idx in groups.values() for at in range(0, len(idx), chunk)]
+    chunk = _members_per_chunk(net, first, members, memory)
+    groups = _groups(members, w, dtype, devices, chunk, (Xc, Yc))
     carry = []
     for g in groups:
-        p = _take(params, _padded(g.members, mesh))
+        p = _take(params, g.members)
         carry.append(list(g.place((p, jax.vmap(g.opt.init)(p)))))
     for c in carry:
         c.append(c[0])  # the best parameters so far
     done = {}  # member -> (params, state, best params) of the members compacted away
     lookahead = _lookahead(lookahead, hooks, None, [c[0] for c in carry], [c[1] for c in carry])
-    history = _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done,
-                   lookahead)
+    history = _run(net, groups, carry, epochs, stopping, hooks, progress, done, lookahead)
     for g, c in zip(groups, carry, strict=True):
-        done |= dict(zip(g.members, _split(*c)[:len(g.members)], strict=True))
+        done |= dict(zip(g.members, _split(*c), strict=True))
     k = len(members)
     params, state = [None] * k, [None] * k
     for i, (p_i, s_i, best_i) in done.items():
@@ -520,7 +484,7 @@ def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memo
                             [m.alpha for m in members])
 
 
-def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done, lookahead):
+def _run(net, groups, carry, epochs, stopping, hooks, progress, done, lookahead):
     """The epochs: each group's program dispatched up to `lookahead` epochs ahead of the one
     read back, the members' records read in order, the early-stopping rule and the hooks
     applied per member; until every member has stopped. A member that stops at epoch e
@@ -535,7 +499,7 @@ def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done, lo
                 groups[:], carry[:] = _compact(groups, carry, stopping.active, done)
             if not _compaction_due(groups, stopping.active):  # else read what is pending
                 while epoch < epochs and len(pending) < lookahead:
-                    pending.append(_launch(net, groups, carry, Xc, Yc, epoch, epochs,
+                    pending.append(_launch(net, groups, carry, epoch, epochs,
                                            stopping.active, placed))
                     epoch += 1
             if not pending:
@@ -549,6 +513,29 @@ def _run(net, groups, carry, Xc, Yc, epochs, stopping, hooks, progress, done, lo
         if bar is not None:
             bar.close()
     return {name: np.stack(v) for name, v in history.items()}
+
+
+def _groups(members, w, dtype, devices, chunk, data):
+    """The members in groups: those that share a compiled program (`_Member.group`) split
+    into parts of at most `chunk` members, and into one part per device at least (sizes
+    differing by one at most), each part on the device with the fewest members so far. Each
+    device runs programs of its own: one program spread over the devices (`shard_map` over a
+    mesh) held the caller in each call for most of an epoch on a 2-core CPU (5-7 ms of ~10:
+    "Wait for LaunchOnDevice completion" in a profile), the devices idle meanwhile."""
+    shared = collections.defaultdict(list)
+    for i, m in enumerate(members):
+        shared[m.group()].append(i)
+    load, on = dict.fromkeys(devices, 0), {}
+    groups = []
+    for idx in shared.values():
+        parts = max(-(-len(idx) // chunk), min(len(devices), len(idx)))
+        for part in np.array_split(np.asarray(idx), parts):
+            device = min(load, key=load.get)
+            load[device] += len(part)
+            if device not in on:  # X and Y on each device once
+                on[device] = jax.device_put(data, device)
+            groups.append(_group(members, [int(i) for i in part], w, dtype, device, on[device]))
+    return groups
 
 
 def _half_stopped(g, active):
@@ -591,9 +578,9 @@ def _compact(groups, carry, active, done):
         done |= {i: parts[j] for j, i in enumerate(g.members) if not active[i]}
         keep = [j for j, i in enumerate(g.members) if active[i]]
         if keep:
-            at = np.asarray(_padded(keep, g.mesh))
+            at = np.asarray(keep)
             new = g._replace(members=[g.members[j] for j in keep],
-                             specs=[g.specs[j] for j in keep], pad=len(at) - len(keep))
+                             specs=[g.specs[j] for j in keep])
             kept_carry.append([new.place(jax.tree.map(lambda x, at=at: x[at], t)) for t in c])
             kept_groups.append(new._replace(
                 rows=new.place(g.rows[at]), sizes=new.place(g.sizes[at]),
@@ -614,16 +601,17 @@ class _Pending(NamedTuple):
     carries: list
 
 
-def _launch(net, groups, carry, Xc, Yc, epoch, epochs, active, placed):
+def _launch(net, groups, carry, epoch, epochs, active, placed):
     """Dispatch epoch `epoch` of every group (members not active keep their parameters);
     nothing waits for it."""
     lrs, outs, carries = [], [], []
     for g, c in zip(groups, carry, strict=True):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
-        c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg, g.mesh)(
-            c[0], c[1], Xc, Yc, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch),
-            placed(g, "lr", lrs[-1]), g.alpha, g.hyper, placed(g, "active", g.flags(active)))
-        outs.append((J, None if g.val_rows is None else _scores(net, c[0], Xc, Yc, g.val_rows)))
+        c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg)(
+            c[0], c[1], *g.data, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch),
+            placed(g, "lr", lrs[-1]), g.alpha, g.hyper, placed(g, "active", active[g.members]))
+        outs.append((J, None if g.val_rows is None else _scores(net, c[0], *g.data,
+                                                                g.val_rows)))
         carries.append((c[0], c[1]))
     return _Pending(epoch, lrs, outs, carries)
 
