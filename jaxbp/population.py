@@ -30,6 +30,7 @@ how `jaxbp.sklearn.GridSearchCV` trains the estimators' own stopping rules (sear
 import collections
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Any, NamedTuple
 
@@ -116,6 +117,13 @@ class _Member:
         return (rows, 0 if self.val is None else len(self.val), self.batch_size,
                 self.dropout > 0, self.shuffle, optimizer_kind(self.opt))
 
+    @functools.cached_property
+    def share(self):
+        """What its epochs' orders, dropout keys and batches' columns depend on beyond its
+        group: its key and its rows. Members of a group equal in it draw the same batches."""
+        key = jax.random.key_data(self.key)
+        return str(self.key.dtype), np.asarray(key).tobytes(), self.rows.tobytes()
+
     def value(self, field):
         """Its value of a field that may vary within a group: dropout, or its optimizer's."""
         return self.dropout if field == "dropout" else getattr(self.opt, field)
@@ -131,25 +139,31 @@ def optimizer_kind(opt):
             *((f, getattr(opt, f) == 0) for f in opt.PER_MEMBER))
 
 
-def _population_epoch(net, opt, varying, cfg, params, state, X, Y, rows, sizes, weights, keys,
-                      epoch, lr, alpha, hyper, active):
-    """One epoch of a group: every member's order alone, then the vmapped epoch body on its
-    own rows (columns `rows[i]` of X and Y, in its order; weights w_i) and with its own values of
-    the optimizer's fields `varying` (hyper[i]); members not active keep their parameters and
-    state."""
+def _population_epoch(net, opt, varying, cfg, shared, params, state, X, Y, rows, sizes,
+                      weights, keys, epoch, lr, alpha, hyper, active):
+    """One epoch of a group: each member's order drawn alone, then the vmapped epoch body on
+    its own rows (columns `rows[i]` of X and Y, in its order; weights w_i) and with its own
+    values of the optimizer's fields `varying` (hyper[i]); members not active keep their
+    parameters and state. The members come in runs of `shared` that draw the same batches
+    (`_Member.share`: a grid's candidates on one fold): a run's order, dropout keys and
+    batches are drawn and gathered once, and its members' first-layer matmuls W^1 X (and
+    dW^1 = Δ^1 Xᵀ) are one matmul with the run's W^1 stacked ((shared · n_1, n_0) rows)."""
     M = rows.shape[1]  # the longest member's rows; the others end in the zero column
     orders, k_drops = jax.lax.map(lambda a: _epoch_order(cfg, a[0], epoch, a[1], M),
-                                  (keys, sizes))
+                                  (keys[::shared], sizes[::shared]))
 
-    def member(p, s, r, w, order, k_drop, lr, alpha, h):
+    def member(p, s, w, lr, alpha, h, r, order, k_drop):
         values = {f: h[j] for j, f in enumerate(varying)}
         own_cfg = dataclasses.replace(cfg, dropout=values.pop("dropout", cfg.dropout))
         own = dataclasses.replace(opt, **values)
         # its rows in its epoch's order, as indices into X: one gather of each batch's columns
         return _epoch_in_order(net, own, own_cfg, p, s, X, Y, w, r[order], k_drop, lr, alpha)
 
-    new_p, new_s, J = jax.vmap(member)(params, state, rows, weights, orders, k_drops, lr, alpha,
-                                       hyper)
+    run = jax.vmap(member, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))  # rows, order shared
+    runs = jax.tree.map(lambda a: a.reshape((len(a) // shared, shared, *a.shape[1:])),
+                        (params, state, weights, lr, alpha, hyper))
+    out = jax.vmap(run)(*runs, rows[::shared], orders, k_drops)
+    new_p, new_s, J = jax.tree.map(lambda a: a.reshape((len(a) * shared, *a.shape[2:])), out)
     return _where(active, new_p, params), _where(active, new_s, state), J
 
 
@@ -174,9 +188,9 @@ def _split(*stacked):
 
 
 @functools.lru_cache(maxsize=64)
-def _epoch_over(net, opt, varying, cfg):
+def _epoch_over(net, opt, varying, cfg, shared):
     """The group's compiled epoch (it runs on the device its arrays are on)."""
-    return jax.jit(functools.partial(_population_epoch, net, opt, varying, cfg))
+    return jax.jit(functools.partial(_population_epoch, net, opt, varying, cfg, shared))
 
 
 _scores = jax.jit(_population_scores, static_argnums=0)
@@ -277,6 +291,7 @@ class _Group(NamedTuple):
     alpha: Any
     specs: list  # the members' `_Member`s, in the order of `members`
     dtype: Any
+    shared: int = 1  # the members come in runs of `shared` that draw the same batches
     device: Any = None  # the device its members train on...
     data: tuple = ()  # ...and (X, Y) there, column-major, followed by the zero column
     opt: Any = None  # the program's optimizer: the members', but for the fields in `varying`
@@ -297,6 +312,13 @@ class _Group(NamedTuple):
         return jax.device_put(tree, self.device)
 
 
+def _run_length(specs):
+    """c where `specs` come in runs of c consecutive members that draw the same batches
+    (`_Member.share`), else 1."""
+    runs = [len(list(run)) for _, run in itertools.groupby(m.share for m in specs)]
+    return runs[0] if len(set(runs)) == 1 else 1
+
+
 def _group(members, idx, w, dtype, device, data):
     """The group of members `idx`, on `device` (where `data` is)."""
     ms = [members[i] for i in idx]
@@ -306,7 +328,7 @@ def _group(members, idx, w, dtype, device, data):
     g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle,
                             placeholders.pop("dropout", ms[0].dropout),
                             max(m.alpha for m in ms) > 0, gather_in_step=True),
-               None, None, None, None, None, None, ms, dtype, device, data,
+               None, None, None, None, None, None, ms, dtype, _run_length(ms), device, data,
                dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)
     M = max(len(m.rows) for m in ms)
@@ -516,26 +538,46 @@ def _run(net, groups, carry, epochs, stopping, hooks, progress, done, lookahead)
 
 
 def _groups(members, w, dtype, devices, chunk, data):
-    """The members in groups: those that share a compiled program (`_Member.group`) split
-    into parts of at most `chunk` members, and into one part per device at least (sizes
-    differing by one at most), each part on the device with the fewest members so far. Each
-    device runs programs of its own: one program spread over the devices (`shard_map` over a
-    mesh) held the caller in each call for most of an epoch on a 2-core CPU (5-7 ms of ~10:
-    "Wait for LaunchOnDevice completion" in a profile), the devices idle meanwhile."""
-    shared = collections.defaultdict(list)
+    """The members in groups: those that share a compiled program (`_Member.group`) in parts
+    (`_parts`), each on the device with the fewest members so far. Each device runs programs
+    of its own: one program spread over the devices (`shard_map` over a mesh) held the
+    caller in each call for most of an epoch on a 2-core CPU (5-7 ms of ~10: "Wait for
+    LaunchOnDevice completion" in a profile), the devices idle meanwhile."""
+    programs = collections.defaultdict(list)
     for i, m in enumerate(members):
-        shared[m.group()].append(i)
+        programs[m.group()].append(i)
     load, on = dict.fromkeys(devices, 0), {}
     groups = []
-    for idx in shared.values():
-        parts = max(-(-len(idx) // chunk), min(len(devices), len(idx)))
-        for part in np.array_split(np.asarray(idx), parts):
+    for idx in programs.values():
+        for part in _parts(members, idx, len(devices), chunk):
             device = min(load, key=load.get)
             load[device] += len(part)
             if device not in on:  # X and Y on each device once
                 on[device] = jax.device_put(data, device)
-            groups.append(_group(members, [int(i) for i in part], w, dtype, device, on[device]))
+            groups.append(_group(members, part, w, dtype, device, on[device]))
     return groups
+
+
+def _parts(members, idx, devices, chunk):
+    """The members `idx` of one program in parts of at most `chunk` members, one per device at
+    least (where there are as many members), each part's members in runs that draw the same
+    batches (`_Member.share`): where every run of the group has c members (a grid of
+    candidates × folds), a part is a block of s' runs × c' of their members, the blocks as
+    even as can be, cut along the runs first."""
+    runs = collections.defaultdict(list)
+    for i in idx:
+        runs[members[i].share].append(i)
+    grid = list(runs.values())
+    grid = np.asarray(grid if len({len(r) for r in grid}) == 1 else [[i] for i in idx])
+    n = max(-(-len(idx) // chunk), min(devices, len(idx)))
+    while True:  # n parts, or more where the blocks' rounding leaves one above chunk
+        cuts = [(-(-n // across), across) for across in range(1, min(n, grid.shape[1]) + 1)]
+        blocks = min(([b for rows in np.array_split(grid, down) for b in
+                       np.array_split(rows, across, axis=1) if b.size]
+                      for down, across in cuts), key=lambda bs: max(b.size for b in bs))
+        if max(b.size for b in blocks) <= chunk:
+            return [[int(i) for i in b.ravel()] for b in blocks]
+        n += 1
 
 
 def _half_stopped(g, active):
@@ -579,8 +621,9 @@ def _compact(groups, carry, active, done):
         keep = [j for j, i in enumerate(g.members) if active[i]]
         if keep:
             at = np.asarray(keep)
-            new = g._replace(members=[g.members[j] for j in keep],
-                             specs=[g.specs[j] for j in keep])
+            specs = [g.specs[j] for j in keep]
+            new = g._replace(members=[g.members[j] for j in keep], specs=specs,
+                             shared=_run_length(specs))
             kept_carry.append([new.place(jax.tree.map(lambda x, at=at: x[at], t)) for t in c])
             kept_groups.append(new._replace(
                 rows=new.place(g.rows[at]), sizes=new.place(g.sizes[at]),
@@ -607,7 +650,7 @@ def _launch(net, groups, carry, epoch, epochs, active, placed):
     lrs, outs, carries = [], [], []
     for g, c in zip(groups, carry, strict=True):
         lrs.append(g.lr(epoch, epochs))  # asked once: a schedule may keep state
-        c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg)(
+        c[0], c[1], J = _epoch_over(net, g.opt, g.varying, g.cfg, g.shared)(
             c[0], c[1], *g.data, g.rows, g.sizes, g.weights, g.keys, np.int32(epoch),
             placed(g, "lr", lrs[-1]), g.alpha, g.hyper, placed(g, "active", active[g.members]))
         outs.append((J, None if g.val_rows is None else _scores(net, c[0], *g.data,

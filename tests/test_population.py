@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import jaxbp
+from jaxbp import population
 from jaxbp.population import fit_population
 
 NET = jaxbp.MLP((4, 8, 3), hidden="tanh", output="softmax")
@@ -141,6 +142,71 @@ def test_members_validate_and_stop_on_their_own(held_out):
         assert_same_run(res.member(i), want, f"member {i}")
 
 
+def test_members_that_draw_the_same_batches_share_them():
+    """A grid's candidates on each fold (one key, the fold's rows: the same orders, dropout
+    keys and batches) train in runs that draw and gather each batch once and stack their
+    first layers into one matmul; each member, with its own learning rate, alpha, dropout
+    probability, weights, validation fold and stopping epoch, still equals `fit` alone
+    (float64, rtol 1e-12), a ragged last batch (40 rows, batches of 16) included. Once the
+    members stopped at different epochs, the compacted program trains them one by one."""
+    X, y = problem(60)
+    folds = [(np.r_[0:20 * i, 20 * i + 20:60], np.arange(20 * i, 20 * i + 20)) for i in range(3)]
+    grid = [(0.3, 0.0, 0.0), (0.1, 1e-2, 0.2), (0.05, 0.1, 0.1)]  # lr, alpha, dropout
+    members = [(lr, alpha, p, fold) for lr, alpha, p in grid for fold in folds]
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=(9, 60))
+    opt = jaxbp.optim.adam()
+    calls, original = [], population._epoch_over
+
+    def epoch_over(*static):
+        epoch = original(*static)
+        def spy(*args):
+            calls.append((static[-1], args[0][0][0].shape[0]))  # run length, members
+            return epoch(*args)
+        return spy
+
+    population._epoch_over = epoch_over
+    try:
+        res = fit_population(NET, X, y, keys=[7] * 9, opt=opt, lr=[m[0] for m in members],
+                             alpha=[m[1] for m in members], dropout=[m[2] for m in members],
+                             rows=[m[3][0] for m in members], sample_weight=w,
+                             validation_rows=[m[3][1] for m in members], epochs=40,
+                             batch_size=16, early_stopping=True, patience=2, progress=False)
+    finally:
+        population._epoch_over = original
+    # two programs: the members with dropout (runs of 2 on each fold) and without (of 1)
+    assert sorted(calls[:2]) == [(1, 3), (2, 6)], calls
+    assert len(set(res.epochs_run)) > 2 and calls[-1] == (1, 1), (calls, res.epochs_run)
+    for i, (lr, alpha, p, (train, val)) in enumerate(members):
+        want = alone(X, y, train, 7, lr, alpha, p, w[i], 40, 16, opt, early_stopping=True,
+                     patience=2, validation_data=(X[val], y[val]))
+        assert_same_run(res.member(i), want, f"member {i}")
+
+
+def test_parts_are_blocks_of_runs_even_over_the_devices():
+    """`_parts`: a group's members in runs that draw the same batches, cut into one part per
+    device at least and parts of at most `chunk` members, blocks of whole runs where they
+    divide evenly, else of each run's members."""
+    from types import SimpleNamespace
+
+    def parts(shares, devices, chunk):
+        members = [SimpleNamespace(share=s) for s in shares]
+        return population._parts(members, list(range(len(shares))), devices, chunk)
+
+    grid = [f"fold {i % 5}" for i in range(30)]  # 6 candidates × 5 folds, candidate-major
+    runs = [[c * 5 + f for c in range(6)] for f in range(5)]
+    assert parts(grid, 1, 100) == [[i for r in runs for i in r]]
+    halves = parts(grid, 2, 100)  # 5 runs do not halve: each part has 3 of each run's 6
+    assert halves == [[i for r in runs for i in r[:3]], [i for r in runs for i in r[3:]]]
+    four = [f"fold {i % 4}" for i in range(24)]  # 6 candidates × 4 folds: 2 whole runs each
+    assert [len(p) for p in parts(four, 2, 100)] == [12, 12]
+    assert parts(four, 2, 100)[0] == [c * 4 + f for f in range(2) for c in range(6)]
+    assert max(len(p) for p in parts(grid, 2, 7)) <= 7 and len(parts(grid, 2, 7)) >= 5
+    seeds = list(range(5))  # every member its own run
+    assert parts(seeds, 2, 100) == [[0, 1, 2], [3, 4]]
+    ragged = ["a", "a", "b"]  # runs of unequal length: members one by one
+    assert parts(ragged, 1, 100) == [[0, 1, 2]]
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"keys": 3}, r"^keys: expected a sequence of k >= 1 seeds or keys"),
     ({"keys": []}, r"^keys: expected a sequence"),
@@ -228,7 +294,7 @@ def test_member_bytes_bounds_what_a_member_adds_to_the_compiled_epoch():
         p = jax.tree.map(lambda x: jax.numpy.stack([x] * k), params)
         s = jax.tree.map(lambda x: jax.numpy.stack([x] * k), opt.init(params))
         cfg = population._Static(32, True, 0.0, False)
-        compiled = population._epoch_over(net, opt, (), cfg).lower(
+        compiled = population._epoch_over(net, opt, (), cfg, 1).lower(
             p, s, Xc, Yc, jax.numpy.zeros((k, 300), "int32"), jax.numpy.full(k, 300, "int32"),
             jax.numpy.ones((k, 300)), jax.random.split(jax.random.key(0), k), np.int32(0),
             np.zeros(k), np.zeros(k), np.zeros((k, 0)), np.ones(k, bool)).compile()
@@ -382,10 +448,12 @@ SHARDED = textwrap.dedent(r"""
             return outs[-1]
         return spy
 
-    population._epoch_over = epoch_over
     big = jaxbp.MLP((16, 512, 512, 3), hidden="tanh", output="softmax")
-    jaxbp.fit_population(big, rng.normal(size=(4000, 16)), rng.integers(0, 3, 4000),
-                         keys=range(2), epochs=4, lookahead=4, progress=False)
+    Xb, yb = rng.normal(size=(4000, 16)), rng.integers(0, 3, 4000)
+    kw = dict(keys=range(2), epochs=4, lookahead=4, progress=False)
+    jaxbp.fit_population(big, Xb, yb, **kw)  # compiles each device's program
+    population._epoch_over = epoch_over
+    jaxbp.fit_population(big, Xb, yb, **kw)
     population._epoch_over = original
     assert len(ready) == 8 and not any(ready), ready  # 4 epochs of 2 programs
     print("OK")
