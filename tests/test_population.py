@@ -182,6 +182,26 @@ def test_members_that_draw_the_same_batches_share_them():
         assert_same_run(res.member(i), want, f"member {i}")
 
 
+def test_members_share_batches_only_with_their_key_and_rows():
+    """Runs are made of members with one key and one set of rows: keys 7, 8 on all 60 rows and
+    7 on 50 rows make three runs of two (the same number of batches, one program); each member
+    equals `fit` alone (float64, rtol 1e-12)."""
+    X, y = problem()
+    keys, rows = [7, 8, 7, 8, 7, 7], [np.arange(60)] * 4 + [np.arange(50)] * 2
+    lr, opt = [0.3, 0.1, 0.05, 0.2, 0.1, 0.02], jaxbp.optim.adam()
+    calls, original = [], population._epoch_over
+    population._epoch_over = lambda *static: calls.append(static[-1]) or original(*static)
+    try:
+        res = fit_population(NET, X, y, keys=keys, opt=opt, lr=lr, rows=rows, epochs=3,
+                             batch_size=16, progress=False)
+    finally:
+        population._epoch_over = original
+    assert calls == [2] * 3, calls
+    for i in range(6):
+        want = alone(X, y, rows[i], keys[i], lr[i], 0.0, 0.0, np.ones(60), 3, 16, opt)
+        assert_same_run(res.member(i), want, f"member {i}")
+
+
 def test_parts_are_blocks_of_runs_even_over_the_devices():
     """`_parts`: a group's members in runs that draw the same batches, cut into one part per
     device at least and parts of at most `chunk` members, blocks of whole runs where they
