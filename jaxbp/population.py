@@ -118,11 +118,15 @@ class _Member:
                 self.dropout > 0, self.shuffle, optimizer_kind(self.opt))
 
     @functools.cached_property
+    def key_id(self):
+        """Its key, hashable."""
+        return str(self.key.dtype), np.asarray(jax.random.key_data(self.key)).tobytes()
+
+    @functools.cached_property
     def share(self):
         """What its epochs' orders, dropout keys and batches' columns depend on beyond its
         group: its key and its rows. Members of a group equal in it draw the same batches."""
-        key = jax.random.key_data(self.key)
-        return str(self.key.dtype), np.asarray(key).tobytes(), self.rows.tobytes()
+        return self.key_id, self.rows.tobytes()
 
     def value(self, field):
         """Its value of a field that may vary within a group: dropout, or its optimizer's."""
@@ -371,11 +375,15 @@ def _members_per_chunk(net, params, members, memory):
     return max(1, int(validate.positive_int("memory", memory) // largest))
 
 
-def _init_all(net, keys):
+def _init_all(net, members):
     """Every member's initial parameters, stacked: `init` of fold_in(key, 2³¹ − 2), as `fit`
-    draws them, one member at a time (compiled, or vmapped, the normal draws' transform
-    rounds differently: 1 ulp in some weights)."""
-    params = [init(net, jax.random.fold_in(key, 2**31 - 2)) for key in keys]
+    draws them, one key at a time (compiled, or vmapped, the normal draws' transform rounds
+    differently: 1 ulp in some weights); once per key (a grid's candidates share theirs)."""
+    drawn = {}
+    for m in members:
+        if m.key_id not in drawn:
+            drawn[m.key_id] = init(net, jax.random.fold_in(m.key, 2**31 - 2))
+    params = [drawn[m.key_id] for m in members]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
 
 
@@ -474,7 +482,7 @@ def _devices(devices):
 def _train(net, X, Y, w, members, epochs, stopping, restore_best, progress, memory, hooks,
            devices, lookahead):
     """Place the groups on the device, run the epochs, gather the members back in order."""
-    params = _init_all(net, [m.key for m in members])
+    params = _init_all(net, members)
     first = validate.params(net, jax.tree.map(lambda x: x[0], params))
     dtype = validate.param_dtype(first)
     Xc = validate.inputs(net, first, X.T)
