@@ -15,9 +15,12 @@ zero column of weight 0), number of validation rows, shuffle setting, kind of op
 vmapped program each, dispatched one after another every epoch; within a group the dropout
 probabilities and optimizer settings that differ (Adam's b1, b2, eps, SGD's momentum) are
 traced values, those that all share are compiled in, as in `fit`; a group too large for
-`memory=` splits into chunks (`member_bytes`). Each member's epoch order is drawn
-alone (`lax.map`): XLA's random-bit generator, batched by vmap, would draw one stream for the
-whole batch of keys.
+`memory=` splits into chunks (`member_bytes`), and a group spreads over the devices, a part
+and a program on each (`_groups`). Each member's epoch order is drawn alone (`lax.map`):
+XLA's random-bit generator, batched by vmap, would draw one stream for the whole batch of
+keys. Members with the same key and rows (a grid's candidates on one fold) draw the same
+orders and batches: they train in runs that draw and gather each batch once and stack their
+first layers into one matmul (`_population_epoch`).
 
 Each member holds out its own validation rows (a fraction of its rows chosen with its key,
 as `fit` does, or rows given) and stops on its own (`fit`'s early-stopping rule); a stopped
