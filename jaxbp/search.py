@@ -71,19 +71,31 @@ def _digest(a):
     return a.shape, str(a.dtype), hashlib.sha1(a.tobytes()).hexdigest()
 
 
-def key(est, X, y, sample_weight):
+def _digests():
+    """`_digest`, once per array object (kept alive meanwhile, so no id is reused): the
+    candidates of a split share the array of its training rows, hashed once."""
+    seen = {}
+
+    def digest(a):
+        if id(a) not in seen:
+            seen[id(a)] = (a, _digest(a))
+        return seen[id(a)][1]
+    return digest
+
+
+def key(est, X, y, sample_weight, digest=_digest):
     """What identifies a `fit` call: the estimator's class and parameters, and its data."""
     if not isinstance(X, np.ndarray):
         return None
     params = tuple(sorted((k, repr(v)) for k, v in est.get_params(deep=False).items()))
-    return (type(est).__name__, params, _digest(X), _digest(np.asarray(y)),
+    return (type(est).__name__, params, digest(X), _digest(np.asarray(y)),
             _digest(sample_weight))
 
 
 def _prepared_fits(estimator, X, y, candidates, splits):
     """[(key, final estimator, its `_Prepared`)] for each (candidate, split) a population can
     train: a jaxbp estimator (or a Pipeline ending in one), stochastic, not warm-started."""
-    fits, transformed = [], {}
+    fits, transformed, digest = [], {}, _digests()
     for params in candidates:
         for split, (train, _) in enumerate(splits):
             est = clone(estimator).set_params(**params)
@@ -99,7 +111,7 @@ def _prepared_fits(estimator, X, y, candidates, splits):
                 if steps not in transformed:
                     transformed[steps] = est[:-1].fit_transform(X_train, y_train)
                 X_train = transformed[steps]
-            fit_key = key(final, X_train, y_train, None)
+            fit_key = key(final, X_train, y_train, None, digest)
             if fit_key is None:
                 continue
             try:
@@ -133,9 +145,9 @@ def _stacked_data(prepared):
     """(X, Y, rows): the fits' data stacked once per distinct (X, Y) pair, and each fit's
     rows of it: the candidates of one split share their rows (the population then reads
     one copy of them, which stays in cache, instead of a copy per candidate)."""
-    at, blocks, rows, start = {}, [], [], 0
+    at, blocks, rows, start, digest = {}, [], [], 0, _digests()
     for p in prepared:
-        data = (_digest(p.X), _digest(p.Y))
+        data = (digest(p.X), digest(p.Y))
         if data not in at:
             at[data] = start
             blocks.append(p)
