@@ -184,8 +184,8 @@ def test_members_that_draw_the_same_batches_share_them():
 
 def test_members_share_batches_only_with_their_key_and_rows():
     """Runs are made of members with one key and one set of rows: keys 7, 8 on all 60 rows and
-    7 on 50 rows make three runs of two (the same number of batches, one program); each member
-    equals `fit` alone (float64, rtol 1e-12)."""
+    7 on 50 rows make three runs of two (the same number of batches, one program); runs of
+    unequal length train one by one; each member equals `fit` alone (float64, rtol 1e-12)."""
     X, y = problem()
     keys, rows = [7, 8, 7, 8, 7, 7], [np.arange(60)] * 4 + [np.arange(50)] * 2
     lr, opt = [0.3, 0.1, 0.05, 0.2, 0.1, 0.02], jaxbp.optim.adam()
@@ -200,6 +200,19 @@ def test_members_share_batches_only_with_their_key_and_rows():
     for i in range(6):
         want = alone(X, y, rows[i], keys[i], lr[i], 0.0, 0.0, np.ones(60), 3, 16, opt)
         assert_same_run(res.member(i), want, f"member {i}")
+    # runs of unequal length (two members with key 7, one with 8): members one by one
+    calls.clear()
+    population._epoch_over = lambda *static: calls.append(static[-1]) or original(*static)
+    try:
+        res = fit_population(NET, X, y, keys=[7, 7, 8], opt=opt, lr=lr[:3], epochs=3,
+                             batch_size=16, progress=False)
+    finally:
+        population._epoch_over = original
+    assert calls == [1] * 3, calls
+    for i in range(3):
+        want = alone(X, y, np.arange(60), [7, 7, 8][i], lr[i], 0.0, 0.0, np.ones(60), 3, 16,
+                     opt)
+        assert_same_run(res.member(i), want, f"member {i} of runs 2 + 1")
 
 
 def test_parts_are_blocks_of_runs_even_over_the_devices():
