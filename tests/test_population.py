@@ -33,25 +33,34 @@ def alone(X, y, rows, key, lr, alpha, dropout, w, epochs, batch_size, opt, **kwa
 
 
 @contextlib.contextmanager
-def members_per_call():
-    """The number of members in each call of a group's compiled epoch, as a list."""
-    from jaxbp import population
-
-    sizes, original = [], population._epoch_over
+def epoch_calls(record):
+    """`record(static, args)` of each call of a group's compiled epoch, as a list (static:
+    `_epoch_over`'s arguments, its run length last)."""
+    calls, original = [], population._epoch_over
 
     def epoch_over(*static):
         epoch = original(*static)
 
-        def counting(*args):
-            sizes.append(args[0][0][0].shape[0])  # the stacked W^1: members in this call
+        def spy(*args):
+            calls.append(record(static, args))
             return epoch(*args)
-        return counting
+        return spy
 
     population._epoch_over = epoch_over
     try:
-        yield sizes
+        yield calls
     finally:
         population._epoch_over = original
+
+
+def members_per_call():
+    """The number of members in each call of a group's compiled epoch, as a list."""
+    return epoch_calls(lambda static, args: args[0][0][0].shape[0])  # the stacked W^1
+
+
+def run_length_per_call():
+    """The run length (members sharing their batches) of each call, as a list."""
+    return epoch_calls(lambda static, args: static[-1])
 
 
 def assert_same_run(got, want, what):
@@ -155,25 +164,14 @@ def test_members_that_draw_the_same_batches_share_them():
     members = [(lr, alpha, p, fold) for lr, alpha, p in grid for fold in folds]
     w = np.random.default_rng(2).uniform(0.5, 2.0, size=(9, 60))
     opt = jaxbp.optim.adam()
-    calls, original = [], population._epoch_over
-
-    def epoch_over(*static):
-        epoch = original(*static)
-        def spy(*args):
-            calls.append((static[-1], args[0][0][0].shape[0]))  # run length, members
-            return epoch(*args)
-        return spy
-
-    population._epoch_over = epoch_over
-    try:
+    with epoch_calls(lambda static, args: (static[-1], args[0][0][0].shape[0])) as calls:
         res = fit_population(NET, X, y, keys=[7] * 9, opt=opt, lr=[m[0] for m in members],
                              alpha=[m[1] for m in members], dropout=[m[2] for m in members],
                              rows=[m[3][0] for m in members], sample_weight=w,
                              validation_rows=[m[3][1] for m in members], epochs=40,
                              batch_size=16, early_stopping=True, patience=2, progress=False)
-    finally:
-        population._epoch_over = original
-    # two programs: the members with dropout (runs of 2 on each fold) and without (of 1)
+    # (run length, members) of each call: two programs, the members with dropout (runs of 2 on
+    # each fold) and those without (runs of 1)
     assert sorted(calls[:2]) == [(1, 3), (2, 6)], calls
     assert len(set(res.epochs_run)) > 2 and calls[-1] == (1, 1), (calls, res.epochs_run)
     for i, (lr, alpha, p, (train, val)) in enumerate(members):
@@ -189,25 +187,17 @@ def test_members_share_batches_only_with_their_key_and_rows():
     X, y = problem()
     keys, rows = [7, 8, 7, 8, 7, 7], [np.arange(60)] * 4 + [np.arange(50)] * 2
     lr, opt = [0.3, 0.1, 0.05, 0.2, 0.1, 0.02], jaxbp.optim.adam()
-    calls, original = [], population._epoch_over
-    population._epoch_over = lambda *static: calls.append(static[-1]) or original(*static)
-    try:
+    with run_length_per_call() as calls:
         res = fit_population(NET, X, y, keys=keys, opt=opt, lr=lr, rows=rows, epochs=3,
                              batch_size=16, progress=False)
-    finally:
-        population._epoch_over = original
     assert calls == [2] * 3, calls
     for i in range(6):
         want = alone(X, y, rows[i], keys[i], lr[i], 0.0, 0.0, np.ones(60), 3, 16, opt)
         assert_same_run(res.member(i), want, f"member {i}")
     # runs of unequal length (two members with key 7, one with 8): members one by one
-    calls.clear()
-    population._epoch_over = lambda *static: calls.append(static[-1]) or original(*static)
-    try:
+    with run_length_per_call() as calls:
         res = fit_population(NET, X, y, keys=[7, 7, 8], opt=opt, lr=lr[:3], epochs=3,
                              batch_size=16, progress=False)
-    finally:
-        population._epoch_over = original
     assert calls == [1] * 3, calls
     for i in range(3):
         want = alone(X, y, np.arange(60), [7, 7, 8][i], lr[i], 0.0, 0.0, np.ones(60), 3, 16,
