@@ -141,7 +141,8 @@ def in_place(grads, J, deltas):
 # each (`flat`, in `ravel_pytree`'s layout): the update of every layer is then one fused
 # loop instead of one per array (on CPU the per-kernel launch, not the arithmetic, is what a
 # small network's step costs). Every optimizer of `optim.OPTIMIZERS` computes the same numbers
-# on the vector as on the tree (tests/test_optim.py checks each of them).
+# on the vector as on the tree (tests/test_optim.py checks each of them). A population's
+# epoch keeps the tree: its leaves are k members wide already (`fit._Static.flat`).
 def flat(tree):
     """Every leaf of `tree`, raveled, one after another in tree order: one vector, laid out as
     `ravel_pytree` lays it out (its `unravel` gives the tree back). Each leaf is written into

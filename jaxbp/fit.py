@@ -97,6 +97,12 @@ class _Static:
     # the epoch's data: fit's choice, faster at batch 32 and for 784-wide inputs on the 2-core
     # Xeon), or in each step (a population's: 70 -> 47 ms per epoch of 64 digits members).
     gather_in_step: bool = False
+    # How parameters, gradients and optimizer moments travel through the steps: as one flat
+    # vector each (fit's: every layer's update one fused loop, `backends.flat`), or as the
+    # tree itself (a population's, whose leaves are already k members wide: flattening and
+    # slicing them back took ~5% of the 30-fit search's epochs on the 2-core EPYC; the
+    # numbers are the same either way).
+    flat: bool = True
 
 
 def _param_fields(state, params):
@@ -111,13 +117,13 @@ def _map_state(f, state, fields):
 
 
 def _batch_step(net, opt, cfg, unflat, flat_p, flat_s, x, y, w, key, lr, alpha):
-    """`step.step` on flat parameters (`unflat` shapes them back for the objective): the
-    objective with dropout masks and L2 (scikit-learn's: alpha/(2n) Σ||W||², n = Σw of the
-    batch), then the update of the one vector."""
-    params = unflat(flat_p)
+    """`step.step` on flat parameters (`unflat` shapes them back for the objective; with
+    cfg.flat False, flat_p and flat_s are the trees): the objective with dropout masks and L2
+    (scikit-learn's: alpha/(2n) Σ||W||², n = Σw of the batch), then the update."""
+    params = unflat(flat_p) if cfg.flat else flat_p
     masks = dropout_masks(net, key, cfg.dropout, x.shape[1], x.dtype)
     J, grads, deltas = objective(net, params, x, y, w[None, :], masks, alpha if cfg.l2 else None)
-    g = in_place(flat(grads), J, deltas)  # every read of flat_p first: overwritten, not copied
+    g = in_place(flat(grads) if cfg.flat else grads, J, deltas)  # reads of flat_p first
     flat_p, flat_s = opt.update(g, flat_s, flat_p, lr=lr)
     return flat_p, flat_s, J
 
@@ -169,7 +175,7 @@ def _epoch_in_order(net, opt, cfg, params, state, X, Y, weights, order, k_drop, 
     def split(A):  # (n, nb·b) -> (nb, n, b): batch i is columns i·b .. i·b + b − 1
         return shard(A[:, idx].reshape(A.shape[0], nb, b).transpose(1, 0, 2), P(None, None, AXIS))
 
-    flat_params, unflat = flat(params), ravel_pytree(params)[1]
+    unflat = ravel_pytree(params)[1]
 
     def body(carry, batch):
         flat_p, flat_s = carry
@@ -184,10 +190,10 @@ def _epoch_in_order(net, opt, cfg, params, state, X, Y, weights, order, k_drop, 
     batches = ((cols, cols) if cfg.gather_in_step else (split(X), split(Y))) + (
         shard(w.reshape(nb, b), P(None, AXIS)), jnp.arange(nb))
     fields = _param_fields(state, params)
-    carry = (flat_params, _map_state(flat, state, fields))
-    (flat_p, flat_s), (costs, batch_weights) = jax.lax.scan(body, carry, batches)
-    new_params = unflat(flat_p)
-    state = _map_state(unflat, flat_s, fields)
+    carry = (flat(params), _map_state(flat, state, fields)) if cfg.flat else (params, state)
+    (new_params, state), (costs, batch_weights) = jax.lax.scan(body, carry, batches)
+    if cfg.flat:
+        new_params, state = unflat(new_params), _map_state(unflat, state, fields)
     return new_params, state, jnp.sum(costs * batch_weights) / jnp.sum(batch_weights)
 
 

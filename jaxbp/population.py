@@ -334,7 +334,7 @@ def _group(members, idx, w, dtype, device, data):
     placeholders = dict.fromkeys(varying, 0.5)  # > 0, as every member's value (`group`)
     g = _Group(idx, _Static(ms[0].batch_size, ms[0].shuffle,
                             placeholders.pop("dropout", ms[0].dropout),
-                            max(m.alpha for m in ms) > 0, gather_in_step=True),
+                            max(m.alpha for m in ms) > 0, gather_in_step=True, flat=False),
                None, None, None, None, None, None, ms, dtype, _run_length(ms), device, data,
                dataclasses.replace(ms[0].opt, lr=1.0, **placeholders), varying)
     val = None if ms[0].val is None else np.stack([m.val for m in ms]).astype(np.int32)

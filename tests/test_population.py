@@ -205,6 +205,23 @@ def test_members_share_batches_only_with_their_key_and_rows():
         assert_same_run(res.member(i), want, f"member {i} of runs 2 + 1")
 
 
+def test_a_populations_epoch_carries_the_parameters_as_the_tree():
+    """`fit`'s epoch moves the parameters, gradients and Adam's moments as one flat vector of
+    all P parameters (one fused update); a population's keeps the tree (its leaves are k
+    members wide already): its compiled epoch holds no array of P, and the same program with
+    the flat layout does (the control)."""
+    X, y = problem()
+    with epoch_calls(lambda static, args: (static, args)) as calls:
+        fit_population(NET, X, y, keys=[0, 1], epochs=1, batch_size=16, progress=False)
+    (net, opt, varying, cfg, shared), args = calls[0]
+    P = NET.num_params()  # 4·8 + 8 + 8·3 + 3 = 67
+
+    def text(cfg):
+        return population._epoch_over(net, opt, varying, cfg, shared).lower(*args).as_text()
+    assert f"x{P}xf64" in text(dataclasses.replace(cfg, flat=True))
+    assert f"x{P}xf64" not in text(cfg) and f"<{P}xf64" not in text(cfg)
+
+
 def test_parts_are_blocks_of_runs_even_over_the_devices():
     """`_parts`: a group's members in runs that draw the same batches, cut into one part per
     device at least and parts of at most `chunk` members, blocks of whole runs where they
