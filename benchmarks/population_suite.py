@@ -8,7 +8,9 @@ Two measurements, each in one run with interleaved rounds:
   folds, 64 hidden units, at most 100 epochs, stopping when the training loss stalls):
   scikit-learn's GridSearchCV over its MLPClassifier (n_jobs=2), the same GridSearchCV over
   jaxbp's MLPClassifier (fits one after another), `jaxbp.sklearn.GridSearchCV`, and the 30
-  fits as one `fit_population` on one device and spread over all of them.
+  fits as one `fit_population` on one device and spread over all of them; each way's time
+  over `jaxbp.sklearn.GridSearchCV`'s, per round (the issue's ratios), and the time the fits'
+  matmuls alone would take at the 2048³ matmul's rate (a floor no search can beat).
 
 On a CPU the suite runs in a child process that first calls `jaxbp.use_cpu_cores()` (a device
 per core: how a population uses every core; JAX fixes its devices when it starts), so every
@@ -32,6 +34,7 @@ from benchmarks.harness import fmt_rate, fmt_time, markdown_table
 
 GRID = {"alpha": [1e-4, 1e-2, 1e-1], "learning_rate_init": [1e-3, 3e-3]}
 POPULATION = "jaxbp.fit_population, the 30 fits, every device"
+SEARCH = "jaxbp.sklearn.GridSearchCV, jaxbp's MLPClassifier, populations"
 
 
 def _digits():
@@ -115,7 +118,7 @@ def measure(quick):
     md = markdown_table(["members k", "on", "per epoch (whole calls ÷ epochs: setup included)",
                          "member-epochs/s", "matmul GFLOP/s", "of a 2048³ matmul",
                          "first call"], rows)
-    search = search_three_ways(quick)
+    search = search_three_ways(quick, peak)
     records.append(search["record"])
     md += "\n\n" + search["markdown"]
     return {"records": records, "markdown": md, "per_epoch": curves, "ceiling": peak / flops}
@@ -164,18 +167,10 @@ def _searches(max_iter):
         return found.cv_results_["mean_test_score"]
 
     def one_population(devices):
-        Xs = StandardScaler().fit_transform(X).astype(np.float32)  # once, on every row
-        folds = list(cv.split(X, y))
-        cands = [(a, lr) for a in GRID["alpha"] for lr in GRID["learning_rate_init"]]
-        net = jaxbp.MLP((64, 64, 10), hidden="relu", output="softmax")
-        res = jaxbp.fit_population(
-            net, Xs, y, keys=[0] * 30, lr=[lr for _, lr in cands for _ in folds],
-            alpha=[a for a, _ in cands for _ in folds], rows=[tr for _ in cands for tr, _ in folds],
-            epochs=max_iter, early_stopping=True, patience=10, min_delta=1e-4, progress=False,
-            devices=devices)
+        net, res, Xs, folds, n_cands = _population_fits(X, y, cv, max_iter, devices)
         acc = [np.mean(np.argmax(jaxbp.predict(net, res.params[i], Xs[te]), axis=1) == y[te])
-               for i, (_, te) in enumerate(folds * len(cands))]
-        return np.asarray(acc).reshape(len(cands), len(folds)).mean(axis=1)
+               for i, (_, te) in enumerate(folds * n_cands)]
+        return np.asarray(acc).reshape(n_cands, len(folds)).mean(axis=1)
 
     return {"scikit-learn GridSearchCV, its MLPClassifier, n_jobs=2":
             lambda: grid_search(SkMLP(hidden_layer_sizes=(64,), max_iter=max_iter,
@@ -183,18 +178,51 @@ def _searches(max_iter):
             "scikit-learn GridSearchCV, jaxbp's MLPClassifier, one fit at a time":
             lambda: grid_search(MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter,
                                               random_state=0), 1),
-            "jaxbp.sklearn.GridSearchCV, jaxbp's MLPClassifier, populations":
-            lambda: grid_search(MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter,
+            SEARCH: lambda: grid_search(MLPClassifier(hidden_layer_sizes=(64,), max_iter=max_iter,
                                               random_state=0), None, JaxbpGridSearchCV),
             "jaxbp.fit_population, the 30 fits, one device":
             lambda: one_population(jax.local_devices()[:1]),
             POPULATION: lambda: one_population(None)}
 
 
-def search_three_ways(quick):  # (and two more ways)
+def _population_fits(X, y, cv, max_iter, devices=None):
+    """The search's 30 fits as one `fit_population` (the scaler fitted once, on every row):
+    (net, result, scaled X, folds, number of candidates); member i is candidate i // 5 on
+    fold i % 5."""
+    from sklearn.preprocessing import StandardScaler
+
+    Xs = StandardScaler().fit_transform(X).astype(np.float32)
+    folds = list(cv.split(X, y))
+    cands = [(a, lr) for a in GRID["alpha"] for lr in GRID["learning_rate_init"]]
+    net = jaxbp.MLP((64, 64, 10), hidden="relu", output="softmax")
+    res = jaxbp.fit_population(
+        net, Xs, y, keys=[0] * 30, lr=[lr for _, lr in cands for _ in folds],
+        alpha=[a for a, _ in cands for _ in folds], rows=[tr for _ in cands for tr, _ in folds],
+        epochs=max_iter, early_stopping=True, patience=10, min_delta=1e-4, progress=False,
+        devices=devices)
+    return net, res, Xs, folds, len(cands)
+
+
+def fits_flops(max_iter):
+    """The matmul FLOPs of the search's 30 fits as they train: each fit's epochs × its
+    training rows, once each (no padding of the last batch), at `step_flops` per row."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from jaxbp import datasets
+
+    ds = datasets.load("digits")
+    cv = StratifiedKFold(5, shuffle=True, random_state=0)
+    net, res, _, folds, n_cands = _population_fits(ds.X, ds.y, cv, max_iter)
+    return sum(res.member(i).epochs_run * M.step_flops(net, len(train))
+               for i, (train, _) in enumerate(folds * n_cands))
+
+
+def search_three_ways(quick, peak):
     """The 30-fit search timed each way: a first call (the jaxbp ones compile), then
-    interleaved rounds; per-round ratios against the population."""
-    searches = _searches(max_iter=10 if quick else 100)
+    interleaved rounds; per round, each way's time over `jaxbp.sklearn.GridSearchCV`'s (the
+    issue's ratios); and the fits' matmul FLOPs at the `peak` FLOP rate (a floor)."""
+    max_iter = 10 if quick else 100
+    searches = _searches(max_iter)
     first = {name: _timed(run) for name, run in searches.items()}
     samples, scores = {name: [] for name in searches}, {}
     for _ in range(1 if quick else 3):
@@ -202,20 +230,25 @@ def search_three_ways(quick):  # (and two more ways)
             t0 = time.perf_counter()
             scores[name] = run()
             samples[name].append(time.perf_counter() - t0)
-    pop = POPULATION
     rows, record = [], {"search": {}, "devices": jax.local_device_count()}
     for name, s in samples.items():
-        ratio = np.asarray(s) / np.asarray(samples[pop])
+        ratio = np.asarray(s) / np.asarray(samples[SEARCH])
         q1, med, q3 = np.percentile(ratio, [25, 50, 75])
         record["search"][name] = {"samples_s": s, "first_call_s": first[name],
-                                  "ratio_to_population": [q1, med, q3],
+                                  "ratio_to_search": [q1, med, q3],
                                   "mean_cv_accuracy": [float(v) for v in scores[name]]}
         rows.append([name, fmt_time(float(np.median(s))), fmt_time(first[name]),
                      f"{med:.2f}× ({q1:.2f}–{q3:.2f})", f"{np.max(scores[name]):.3f}"])
+    flops = fits_flops(max_iter)
+    record["fits_matmul_flops"], record["matmul_peak_flops_per_s"] = flops, peak
+    floor = (f"The 30 fits' matmuls as trained ({flops / 1e9:.1f} GFLOP: each fit's epochs × "
+             f"its rows) take {fmt_time(flops / peak)} at this device's 2048³ float32 matmul "
+             f"rate ({peak / 1e9:.0f} GFLOP/s); the population over every device ran at "
+             f"{flops / np.median(samples[POPULATION]) / peak:.0%} of that rate.")
     return {"record": record,
             "markdown": markdown_table(["search (30 fits)", "time", "first call",
-                                        "population faster by", "best mean CV accuracy"],
-                                       rows)}
+                                        "÷ jaxbp.sklearn.GridSearchCV's", "best mean CV accuracy"],
+                                       rows) + "\n\n" + floor}
 
 
 if __name__ == "__main__":  # the child process of `population`: a device per CPU core
