@@ -241,6 +241,9 @@ def test_parts_are_blocks_of_runs_even_over_the_devices():
     assert [len(p) for p in parts(four, 2, 100)] == [12, 12]
     assert parts(four, 2, 100)[0] == [c * 4 + f for f in range(2) for c in range(6)]
     assert max(len(p) for p in parts(grid, 2, 7)) <= 7 and len(parts(grid, 2, 7)) >= 5
+    square = [f"fold {i % 3}" for i in range(9)]  # 3 candidates × 3 folds, at most 5 a part:
+    # every cut in 2 parts has a block of 6, so 3 parts: the 3 runs
+    assert parts(square, 1, 5) == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
     seeds = list(range(5))  # every member its own run
     assert parts(seeds, 2, 100) == [[0, 1, 2], [3, 4]]
     ragged = ["a", "a", "b"]  # runs of unequal length: members one by one
