@@ -151,6 +151,29 @@ def test_members_validate_and_stop_on_their_own(held_out):
         assert_same_run(res.member(i), want, f"member {i}")
 
 
+def test_a_group_is_compacted_once_at_most_half_its_members_run():
+    """Stopped members leave their group's program once at most half of it still runs (two
+    of four stopped after epoch 1: two members a call from epoch 2), not before (one of four:
+    four a call to the end); each member equals `fit` alone either way."""
+    X, y = problem()
+
+    def stop_after(epoch):
+        return lambda record: record["epoch"] == epoch
+
+    opt = jaxbp.optim.adam()
+    for stops, want_sizes in [([1, 1, None, None], [4, 4, 2, 2, 2]),
+                              ([1, None, None, None], [4, 4, 4, 4, 4])]:
+        callbacks = [None if e is None else stop_after(e) for e in stops]
+        with members_per_call() as sizes:
+            res = fit_population(NET, X, y, keys=[0, 1, 2, 3], opt=opt, epochs=5,
+                                 batch_size=16, callback=callbacks, progress=False)
+        assert sizes == want_sizes, (stops, sizes)
+        for i in range(4):
+            want = alone(X, y, np.arange(60), i, 1e-3, 0.0, 0.0, np.ones(60), 5, 16, opt,
+                         callback=callbacks[i])
+            assert_same_run(res.member(i), want, f"member {i} of stops {stops}")
+
+
 def test_members_that_draw_the_same_batches_share_them():
     """A grid's candidates on each fold (one key, the fold's rows: the same orders, dropout
     keys and batches) train in runs that draw and gather each batch once and stack their
