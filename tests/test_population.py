@@ -154,23 +154,26 @@ def test_members_validate_and_stop_on_their_own(held_out):
 def test_a_group_is_compacted_once_at_most_half_its_members_run():
     """Stopped members leave their group's program once at most half of it still runs (two
     of four stopped after epoch 1: two members a call from epoch 2), not before (one of four:
-    four a call to the end); each member equals `fit` alone either way."""
+    four a call to the end), and only that group's (batches of 16 and of 8: two groups, the
+    second compacted, the first kept); each member equals `fit` alone every time."""
     X, y = problem()
 
     def stop_after(epoch):
         return lambda record: record["epoch"] == epoch
 
     opt = jaxbp.optim.adam()
-    for stops, want_sizes in [([1, 1, None, None], [4, 4, 2, 2, 2]),
-                              ([1, None, None, None], [4, 4, 4, 4, 4])]:
+    for stops, batch, want_sizes in [
+            ([1, 1, None, None], [16] * 4, [4, 4, 2, 2, 2]),
+            ([1, None, None, None], [16] * 4, [4, 4, 4, 4, 4]),
+            ([None, None, 1, None], [16, 16, 8, 8], [2, 2, 2, 2] + [2, 1] * 3)]:
         callbacks = [None if e is None else stop_after(e) for e in stops]
         with members_per_call() as sizes:
             res = fit_population(NET, X, y, keys=[0, 1, 2, 3], opt=opt, epochs=5,
-                                 batch_size=16, callback=callbacks, progress=False)
+                                 batch_size=batch, callback=callbacks, progress=False)
         assert sizes == want_sizes, (stops, sizes)
         for i in range(4):
-            want = alone(X, y, np.arange(60), i, 1e-3, 0.0, 0.0, np.ones(60), 5, 16, opt,
-                         callback=callbacks[i])
+            want = alone(X, y, np.arange(60), i, 1e-3, 0.0, 0.0, np.ones(60), 5, batch[i],
+                         opt, callback=callbacks[i])
             assert_same_run(res.member(i), want, f"member {i} of stops {stops}")
 
 
@@ -384,28 +387,33 @@ class _Halving(jaxbp.Schedule):
 
 def test_the_hooks_run_per_member_as_fit_runs_them():
     """`callback` and `on_epoch_end` per member: called after each epoch the member runs,
-    with what `fit` gives them (its result so far, its record); a callback returning True
-    stops its member; a hook that changes its schedule's state changes the member's next
-    learning rate. Each member's calls and run equal `fit` alone's with the same hooks."""
+    with what `fit` gives them (its result so far: epochs run, best epoch, key, history,
+    parameters, optimizer state; its record); a callback returning True stops its member; a
+    hook that changes its schedule's state changes the member's next learning rate. Each
+    member's calls and run equal `fit` alone's with the same hooks."""
     X, y = problem()
 
     def hooks(log, box, stop_at):
         def on_epoch_end(result, epoch):
-            log.append(("end", epoch, result.epochs_run, result.history["train_cost"][-1],
-                        float(np.asarray(result.params[0][0]).sum())))
+            log.append((("end", epoch, result.epochs_run, result.best_epoch,
+                         tuple(np.asarray(jax.random.key_data(result.key)).ravel())),
+                        (result.history["train_cost"][-1],
+                         float(np.asarray(result.params[0][0]).sum()),
+                         float(np.asarray(result.opt_state.velocity[0][0]).sum()))))
             box["lr"] = 0.5 * result.history["lr"][-1]
 
         def callback(record):
-            log.append(("record", record["epoch"], record["train_cost"], record["lr"]))
+            log.append((("record", record["epoch"]), (record["train_cost"], record["lr"])))
             return record["epoch"] == stop_at
 
         return callback, on_epoch_end
 
     logs, boxes = [[], [], []], [{}, {}, {}]
     made = [hooks(logs[i], boxes[i], stop) for i, stop in enumerate([2, -1, 4])]
-    opt = jaxbp.optim.sgd(0.2)
+    opt = jaxbp.optim.sgd(0.2, momentum=0.5)
+    # early stopping on the training cost (patience 10: it never stops): a best epoch to see
     res = fit_population(NET, X, y, keys=[0, 1, 2], opt=opt, epochs=6, batch_size=16,
-                         schedule=[_Halving(box=b) for b in boxes],
+                         schedule=[_Halving(box=b) for b in boxes], early_stopping=True,
                          callback=[c for c, _ in made], on_epoch_end=[e for _, e in made],
                          progress=False)
     assert list(res.epochs_run) == [3, 6, 5]
@@ -413,12 +421,13 @@ def test_the_hooks_run_per_member_as_fit_runs_them():
         log, box = [], {}
         callback, on_epoch_end = hooks(log, box, stop)
         want = jaxbp.fit(NET, X, y, key=i, opt=opt, epochs=6, batch_size=16,
-                         schedule=_Halving(box=box), callback=callback,
+                         schedule=_Halving(box=box), early_stopping=True, callback=callback,
                          on_epoch_end=on_epoch_end, progress=False)
         assert_same_run(res.member(i), want, f"member {i}")
-        assert [e[:2] for e in logs[i]] == [e[:2] for e in log]  # the same calls, in order
-        np.testing.assert_allclose([x for e in logs[i] for x in e[2:]],
-                                   [x for e in log for x in e[2:]], rtol=1e-12)
+        assert [e[0] for e in logs[i]] == [e[0] for e in log]  # the same calls, in order
+        assert any(e[0][3] is not None for e in log)  # best epochs were seen
+        np.testing.assert_allclose([x for e in logs[i] for x in e[1]],
+                                   [x for e in log for x in e[1]], rtol=1e-12)
 
 
 
