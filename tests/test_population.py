@@ -75,6 +75,7 @@ def assert_same_run(got, want, what):
     for name in ("train_cost", "val_cost", "val_score", "epoch", "lr"):
         np.testing.assert_allclose(got.history.get(name, []), want.history.get(name, []),
                                    rtol=1e-12, err_msg=f"{what}: {name}")
+    assert np.array_equal(jax.random.key_data(got.key), jax.random.key_data(want.key)), what
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.25, [0.0, 0.25, 0.25, 0.1, 0.0]])
@@ -246,6 +247,42 @@ def test_a_populations_epoch_carries_the_parameters_as_the_tree():
         return population._epoch_over(net, opt, varying, cfg, shared).lower(*args).as_text()
     assert f"x{P}xf64" in text(dataclasses.replace(cfg, flat=True))
     assert f"x{P}xf64" not in text(cfg) and f"<{P}xf64" not in text(cfg)
+
+
+def test_a_populations_progress_bar_counts_its_epochs(capsys):
+    """progress=True draws one bar on stderr, a step an epoch, up to the epochs the
+    population ran (4 of at most 6: its callback stops every member at epoch 3); progress=False
+    draws none."""
+    import re
+
+    X, y = problem()
+    kw = dict(keys=[0, 1], epochs=6, batch_size=16, callback=lambda r: r["epoch"] == 3)
+    fit_population(NET, X, y, progress=False, **kw)
+    assert capsys.readouterr() == ("", "")
+    fit_population(NET, X, y, progress=True, **kw)
+    out, err = capsys.readouterr()
+    counts = re.findall(r"(\d+)/6 ", err)
+    assert out == "" and err.startswith("\rfit:   0%") and counts[-1] == "4", err
+    assert set(counts) <= {"0", "1", "2", "3", "4"}, err
+
+
+def test_per_member_values_are_placed_once_not_every_epoch(monkeypatch):
+    """The members' learning rates and active mask go to the device once while they stay the
+    same (a constant rate, nobody stopping: as many placements in 6 epochs as in 2), again
+    when they change (a cosine schedule: more in 6 epochs)."""
+    X, y = problem()
+    calls, place = [], population._Group.place
+    monkeypatch.setattr(population._Group, "place",
+                        lambda g, tree: calls.append(1) or place(g, tree))
+
+    def placements(epochs, schedule="constant"):
+        calls.clear()
+        fit_population(NET, X, y, keys=[0, 1], epochs=epochs, batch_size=16,
+                       schedule=schedule, progress=False)
+        return len(calls)
+
+    assert placements(6) == placements(2)
+    assert placements(6, "cosine") > placements(2, "cosine")
 
 
 def test_parts_are_blocks_of_runs_even_over_the_devices():
