@@ -172,6 +172,10 @@ def test_a_group_is_compacted_once_at_most_half_its_members_run():
             res = fit_population(NET, X, y, keys=[0, 1, 2, 3], opt=opt, epochs=5,
                                  batch_size=batch, callback=callbacks, progress=False)
         assert sizes == want_sizes, (stops, sizes)
+        cost = res.history["train_cost"]  # (epochs, members): NaN after a member stopped
+        assert cost.dtype == np.float64 and cost.shape == (5, 4)
+        for i, ran in enumerate(res.epochs_run):
+            assert np.isfinite(cost[:ran, i]).all() and np.isnan(cost[ran:, i]).all()
         for i in range(4):
             want = alone(X, y, np.arange(60), i, 1e-3, 0.0, 0.0, np.ones(60), 5, batch[i],
                          opt, callback=callbacks[i])
