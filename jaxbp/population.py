@@ -677,7 +677,7 @@ def _read(epoch, groups, carry, stopping, hooks, history):
     record = _record(groups, epoch.outs, len(stopping.active))
     record["lr"] = np.empty(len(stopping.active))
     for g, lr in zip(groups, epoch.lrs, strict=True):
-        record["lr"][g.members] = lr[:len(g.members)]
+        record["lr"][g.members] = lr
     was_active = stopping.active.copy()
     ran, improved = stopping.update(epoch.epoch, record)
     for g, c, (p, _) in zip(groups, carry, epoch.carries, strict=True):
@@ -744,11 +744,10 @@ def _record(groups, out, k):
     """{train_cost, and val_cost, val_score with validation: (k,) float64} read back."""
     record = collections.defaultdict(lambda: np.full(k, np.nan))
     for g, (J, val) in zip(groups, out, strict=True):
-        n = len(g.members)
-        record["train_cost"][g.members] = np.asarray(J)[:n]
+        record["train_cost"][g.members] = np.asarray(J)
         if val is not None:
-            record["val_cost"][g.members] = np.asarray(val[0])[:n]
-            record["val_score"][g.members] = np.asarray(val[1])[:n]
+            record["val_cost"][g.members] = np.asarray(val[0])
+            record["val_score"][g.members] = np.asarray(val[1])
     return dict(record)
 
 

@@ -182,6 +182,21 @@ def test_a_group_is_compacted_once_at_most_half_its_members_run():
             assert_same_run(res.member(i), want, f"member {i} of stops {stops}")
 
 
+def test_min_delta_is_the_improvement_that_counts():
+    """Early stopping counts an epoch as better only when its cost is below the best so far
+    by more than min_delta (0.05: the small gains of later epochs do not count), as `fit`
+    does: each member stops, and restores its best epoch, where `fit` alone does."""
+    X, y = problem()
+    opt, lr = jaxbp.optim.sgd(0.1), [0.05, 0.1, 0.2]
+    res = fit_population(NET, X, y, keys=[0, 1, 2], opt=opt, lr=lr, epochs=60, batch_size=16,
+                         early_stopping=True, patience=2, min_delta=0.05, progress=False)
+    assert all(res.stopped_early) and max(res.epochs_run) < 60, res.epochs_run
+    for i in range(3):
+        want = alone(X, y, np.arange(60), i, lr[i], 0.0, 0.0, np.ones(60), 60, 16, opt,
+                     early_stopping=True, patience=2, min_delta=0.05)
+        assert_same_run(res.member(i), want, f"member {i}")
+
+
 def test_members_that_draw_the_same_batches_share_them():
     """A grid's candidates on each fold (one key, the fold's rows: the same orders, dropout
     keys and batches) train in runs that draw and gather each batch once and stack their
