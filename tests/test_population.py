@@ -172,6 +172,7 @@ def test_a_group_is_compacted_once_at_most_half_its_members_run():
             res = fit_population(NET, X, y, keys=[0, 1, 2, 3], opt=opt, epochs=5,
                                  batch_size=batch, callback=callbacks, progress=False)
         assert sizes == want_sizes, (stops, sizes)
+        assert np.asarray(res.epochs_run).dtype.kind == "i", res.epochs_run
         cost = res.history["train_cost"]  # (epochs, members): NaN after a member stopped
         assert cost.dtype == np.float64 and cost.shape == (5, 4)
         for i, ran in enumerate(res.epochs_run):
