@@ -107,3 +107,36 @@ def test_a_signal_without_checkpoint_dir_is_one_line(tmp_path, monkeypatch):
     proc.send_signal(signal.SIGINT)
     returncode, _, err = _finish(proc)
     assert returncode == 130 and err == "jaxbp train: stopped by SIGINT\n", err
+
+
+def _wait_for_stderr(proc, text, timeout=FIRST_CHECKPOINT_S):
+    """Read the process's stderr until `text` has appeared (its progress bar flushes as it
+    draws); fail if it ends or runs past `timeout` first."""
+    import os
+
+    seen, deadline = "", time.monotonic() + timeout
+    while text not in seen:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _, _, err = _finish(proc)
+            pytest.fail(f"no {text!r} on stderr:\n{seen}{err}")
+        seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_search_stops_at_once_and_writes_nothing(tmp_path, signum):
+    """SIGINT and SIGTERM stop `jaxbp search` while its populations train: status 130 / 143,
+    one line saying so, no traceback, and no results written (they come once every fold has
+    its score)."""
+    with _sigint_delivered():
+        proc = _start("search", "--dataset", "digits", "--hidden", "8", "--epochs", "100000",
+                      "--patience", "100000", "--cv", "2", "--grid", "lr=1e-3,3e-3",
+                      "--search_dir", str(tmp_path / "s"))
+    _wait_for_stderr(proc, "fit:")
+    proc.send_signal(signum)
+    returncode, _, err = _finish(proc)
+    name = signal.Signals(signum).name
+    assert returncode == 128 + signum, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.replace("\r", "\n").splitlines()[-1] == f"jaxbp search: stopped by {name}", err
+    assert not (tmp_path / "s").exists()
