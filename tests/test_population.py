@@ -327,6 +327,8 @@ def test_parts_are_blocks_of_runs_even_over_the_devices():
     square = [f"fold {i % 3}" for i in range(9)]  # 3 candidates × 3 folds, at most 5 a part:
     # every cut in 2 parts has a block of 6, so 3 parts: the 3 runs
     assert parts(square, 1, 5) == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    two_by_two = ["a", "b", "a", "b"]  # 2 runs of 2, 3 devices: a part each at least,
+    assert parts(two_by_two, 3, 100) == [[0], [2], [1], [3]]  # so 4 parts of 1
     seeds = list(range(5))  # every member its own run
     assert parts(seeds, 2, 100) == [[0, 1, 2], [3, 4]]
     ragged = ["a", "a", "b"]  # runs of unequal length: members one by one
