@@ -575,22 +575,42 @@ def _parts(members, idx, devices, chunk):
     """The members `idx` of one program in parts of at most `chunk` members, one per device at
     least (where there are as many members), each part's members in runs that draw the same
     batches (`_Member.share`): where every run of the group has c members (a grid of
-    candidates × folds), a part is a block of s' runs × c' of their members, the blocks as
-    even as can be, cut along the runs first."""
+    candidates × folds), a part is a block of s' runs × c' of their members. Of the ways to
+    cut the grid into blocks (s rows of runs × c' columns of members), the one whose busiest
+    device (the blocks given in turn to the least loaded, as `_groups` gives them) trains the
+    fewest members, then the fewest parts (program calls), then cut along the runs."""
     runs = collections.defaultdict(list)
     for i in idx:
         runs[members[i].share].append(i)
     grid = list(runs.values())
     grid = np.asarray(grid if len({len(r) for r in grid}) == 1 else [[i] for i in idx])
-    n = max(-(-len(idx) // chunk), min(devices, len(idx)))
-    while True:  # n parts, or more where the blocks' rounding leaves one above chunk
-        cuts = [(-(-n // across), across) for across in range(1, min(n, grid.shape[1]) + 1)]
-        blocks = min(([b for rows in np.array_split(grid, down) for b in
-                       np.array_split(rows, across, axis=1) if b.size]
-                      for down, across in cuts), key=lambda bs: max(b.size for b in bs))
-        if max(b.size for b in blocks) <= chunk:
-            return [[int(i) for i in b.ravel()] for b in blocks]
-        n += 1
+    least = min(devices, len(idx))  # parts at least
+    cuts = []
+    for across in range(1, grid.shape[1] + 1):
+        widest = -(-grid.shape[1] // across)  # members of a run in a block, at most
+        downs = itertools.islice((d for d in range(max(1, -(-least // across)), grid.shape[0] + 1)
+                                  if -(-grid.shape[0] // d) * widest <= chunk), devices + 1)
+        cuts += [(_busiest(_cut_sizes(grid.shape, d, across), devices),
+                  d * across, across, d) for d in downs]
+    *_, across, down = min(cuts)  # (across = c, down = every run: blocks of one, always fit)
+    return [[int(i) for i in b.ravel()] for rows in np.array_split(grid, down)
+            for b in np.array_split(rows, across, axis=1)]
+
+
+def _cut_sizes(shape, down, across):
+    """The block sizes of `np.array_split` of a (runs, c) grid into down × across blocks."""
+    def sizes(n, k):
+        return [n // k + 1] * (n % k) + [n // k] * (k - n % k)
+    return [r * c for r in sizes(shape[0], down) for c in sizes(shape[1], across)]
+
+
+def _busiest(sizes, devices):
+    """The members of the busiest device when blocks of these sizes go, in turn, each to the
+    least loaded device."""
+    load = [0] * devices
+    for size in sizes:
+        load[load.index(min(load))] += size
+    return max(load)
 
 
 def _half_stopped(g, active):

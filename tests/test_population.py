@@ -307,8 +307,9 @@ def test_per_member_values_are_placed_once_not_every_epoch(monkeypatch):
 
 def test_parts_are_blocks_of_runs_even_over_the_devices():
     """`_parts`: a group's members in runs that draw the same batches, cut into one part per
-    device at least and parts of at most `chunk` members, blocks of whole runs where they
-    divide evenly, else of each run's members."""
+    device at least and parts of at most `chunk` members, blocks of runs × their members: the
+    cut whose busiest device trains the fewest members, then the fewest parts, then whole
+    runs."""
     from types import SimpleNamespace
 
     def parts(shares, devices, chunk):
@@ -329,6 +330,10 @@ def test_parts_are_blocks_of_runs_even_over_the_devices():
     assert parts(square, 1, 5) == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
     two_by_two = ["a", "b", "a", "b"]  # 2 runs of 2, 3 devices: a part each at least,
     assert parts(two_by_two, 3, 100) == [[0], [2], [1], [3]]  # so 4 parts of 1
+    eight = ["a", "b"] * 8  # 2 folds × 8 candidates, 3 devices: parts of 6, 6 and 4 members
+    assert parts(eight, 3, 100) == [[0, 2, 4, 1, 3, 5], [6, 8, 10, 7, 9, 11], [12, 14, 13, 15]]
+    # (not 4 parts of 4, whole runs cut in halves: one device would train 8)
+    assert [len(p) for p in parts(["a"] * 6, 2, 2)] == [2, 2, 1, 1]  # 3 a device, not 4 and 2
     seeds = list(range(5))  # every member its own run
     assert parts(seeds, 2, 100) == [[0, 1, 2], [3, 4]]
     ragged = ["a", "a", "b"]  # runs of unequal length: members one by one
