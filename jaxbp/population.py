@@ -563,8 +563,7 @@ def _groups(members, w, dtype, devices, chunk, data):
     groups = []
     for idx in programs.values():
         for part in _parts(members, idx, len(devices), chunk):
-            device = min(load, key=load.get)
-            load[device] += len(part)
+            device = _least_loaded(load, len(part))
             if device not in on:  # X and Y on each device once
                 on[device] = jax.device_put(data, device)
             groups.append(_group(members, part, w, dtype, device, on[device]))
@@ -604,13 +603,20 @@ def _cut_sizes(shape, down, across):
     return [r * c for r in sizes(shape[0], down) for c in sizes(shape[1], across)]
 
 
+def _least_loaded(load, size):
+    """The device with the fewest members so far ({device: members}), given `size` more."""
+    device = min(load, key=load.get)
+    load[device] += size
+    return device
+
+
 def _busiest(sizes, devices):
     """The members of the busiest device when blocks of these sizes go, in turn, each to the
-    least loaded device."""
-    load = [0] * devices
+    least loaded device (`_least_loaded`, as `_groups` gives them)."""
+    load = dict.fromkeys(range(devices), 0)
     for size in sizes:
-        load[load.index(min(load))] += size
-    return max(load)
+        _least_loaded(load, size)
+    return max(load.values())
 
 
 def _half_stopped(g, active):
